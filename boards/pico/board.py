@@ -1,0 +1,150 @@
+"""Board definition: Raspberry Pi Pico (RP2040) wired to the meter front-end.
+
+Copy this file to the Pico's filesystem root beside the firmware. Importing it
+does nothing; ``make()`` builds the buses and pins. This module and its
+siblings in boards/ are the only code that touches ``machine``: the firmware
+takes every bus and pin from the ``Board`` (see DESIGN.md, principle 1).
+
+Usage::
+
+    import time
+    import board
+
+    b = board.make()
+    b.ade_cs(0)
+    try:
+        b.ade_spi.write(b"\\x07\\x02\\x80")   # read VERSION (0x702, 8-bit)
+        version = b.ade_spi.read(1)
+    finally:
+        b.ade_cs(1)
+    deadline = time.ticks_add(b.clock.ticks_ms(), 1000)
+    b.clock.wait_until(deadline, b.optical.any)
+
+Pins (wiring table and the clashes avoided: boards/pico/README.md):
+
+    ADE7953 SPI0  SCK GP18, MOSI GP19, MISO GP16, CS GP17 (driven as a GPIO)
+    ADE7953       RESET GP20, IRQ GP21 (pull-up), CF1 GP22
+    EEPROM I2C0   SDA GP4, SCL GP5, 400 kHz
+    IR port UART1 TX GP8, RX GP9 (UART1 on GP4/GP5 would clash with I2C0)
+    HT1621 LCD    CS GP10, WR GP11, DATA GP12
+    seal plug     GP14 (pull-up; low while inserted)
+    UART0 GP0/GP1 stays free for a serial REPL.
+"""
+
+from machine import I2C, RTC, SPI, UART, Pin
+from micropython import const
+
+from clock import Clock
+
+_ADE_SPI_ID = const(0)
+_ADE_SCK = const(18)
+_ADE_MOSI = const(19)
+_ADE_MISO = const(16)
+_ADE_CS = const(17)
+_ADE_RESET = const(20)
+_ADE_IRQ = const(21)
+_CF1 = const(22)
+_ADE_SPI_HZ = const(1_000_000)  # the ADE7953 allows up to 5 MHz
+
+_I2C_ID = const(0)
+_I2C_SDA = const(4)
+_I2C_SCL = const(5)
+_I2C_HZ = const(400_000)
+
+_OPT_UART_ID = const(1)
+_OPT_TX = const(8)
+_OPT_RX = const(9)
+_OPT_BAUD = const(9600)
+_OPT_RXBUF = const(512)
+_OPT_TXBUF = const(512)
+
+_LCD_CS = const(10)
+_LCD_WR = const(11)
+_LCD_DATA = const(12)
+
+_SEAL_PLUG = const(14)
+
+
+class Board:
+    """Every bus and pin the firmware uses, built at construction."""
+
+    name = "pico"
+    eeprom_addr = 0x50
+    eeprom_size = 32768
+    eeprom_page = 64
+    rtc_battery_backed = False  # the RP2040 RTC stops and forgets on power loss
+    heap_budget_kb = 210  # gc.mem_free() after boot, reference/hardware.md
+    # The analog front end (README "Analog front end"): line volts per volt at the ADE7953
+    # voltage pins (a 1000:1 divider) and line amps per volt across the CT burden, in
+    # milli-units (250 A rms reaches channel full scale: a 200 A class meter with headroom).
+    v_ratio = 1000
+    i_ratio_milli = 707107
+
+    def __init__(self) -> None:
+        # Chip selects high before the SPI clock starts: the ADE7953 latches onto
+        # SPI at its first CS falling edge.
+        self.ade_cs = Pin(_ADE_CS, Pin.OUT, value=1)
+        self.ade_reset = Pin(_ADE_RESET, Pin.OUT, value=1)
+        self.ade_spi = SPI(
+            _ADE_SPI_ID,
+            baudrate=_ADE_SPI_HZ,
+            polarity=1,  # SPI mode 3: SCLK idles high,
+            phase=1,  # data sampled on the rising (second) edge
+            bits=8,
+            firstbit=SPI.MSB,
+            sck=Pin(_ADE_SCK),
+            mosi=Pin(_ADE_MOSI),
+            miso=Pin(_ADE_MISO),
+        )
+        self.ade_irq = Pin(_ADE_IRQ, Pin.IN, Pin.PULL_UP)  # open-drain, active low
+        self.cf1 = Pin(_CF1, Pin.IN)  # push-pull from the ADE7953, active low
+
+        self.i2c = I2C(_I2C_ID, scl=Pin(_I2C_SCL), sda=Pin(_I2C_SDA), freq=_I2C_HZ)
+
+        self.lcd_cs = Pin(_LCD_CS, Pin.OUT, value=1)
+        self.lcd_wr = Pin(_LCD_WR, Pin.OUT, value=1)
+        self.lcd_data = Pin(_LCD_DATA, Pin.OUT, value=1)
+
+        # timeout=0: reads never block the meter loop; a write longer than the
+        # free TX buffer may return a short count.
+        self.optical = UART(
+            _OPT_UART_ID,
+            baudrate=_OPT_BAUD,
+            bits=8,
+            parity=None,
+            stop=1,
+            tx=Pin(_OPT_TX),
+            rx=Pin(_OPT_RX),
+            rxbuf=_OPT_RXBUF,
+            txbuf=_OPT_TXBUF,
+            timeout=0,
+        )
+
+        self.seal_plug = Pin(_SEAL_PLUG, Pin.IN, Pin.PULL_UP)
+
+        self.clock = Clock()
+        self.rtc = RTC()
+
+    def set_optical_baud(self, baud: int) -> None:
+        """Switch the optical port to ``baud`` (C12.18 negotiation), 8N1.
+
+        Waits for the bytes already queued to leave at the old rate first. The
+        rp2 port re-allocates the ring buffers on every init and falls back to
+        256 bytes unless told otherwise, so the sizes are passed again. Bytes
+        received but not yet read are dropped.
+        """
+        self.optical.flush()
+        self.optical.init(
+            baudrate=baud,
+            bits=8,
+            parity=None,
+            stop=1,
+            rxbuf=_OPT_RXBUF,
+            txbuf=_OPT_TXBUF,
+            timeout=0,
+        )
+
+
+def make() -> Board:
+    """Build the board: every bus and pin, in a safe order."""
+    return Board()

@@ -1,0 +1,124 @@
+"""meterctl: the bench technician's command line.
+
+    meterctl sim [--state DIR] [--speed X] [--volts V --amps A --pf PF --hz F]
+    meterctl demo
+
+Errors a person can make (a bad argument, a missing port) get one line on stderr and a
+documented exit code, never a traceback:
+    0 ok, 1 the operation failed (the meter refused, did not answer, ...), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A wrong command-line argument: one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive(kind: type, name: str, allow_zero: bool = False):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, not {text!r}") from None
+        if value < 0 or (value == 0 and not allow_zero):
+            raise argparse.ArgumentTypeError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, not {text}")
+        return value
+
+    return parse
+
+
+def _pf(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"pf must be a number, not {text!r}") from None
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"pf must be within -1..1, not {text}")
+    return value
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from host_tools.sim import SimBoard
+
+    if args.amps is not None and args.volts is None:
+        raise UsageError("meterctl sim: --amps needs --volts")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with SimBoard(state_dir=args.state, seed=args.seed, speed=args.speed) as board:
+        if args.volts is not None:
+            board.set_load(args.volts, args.amps or 0.0, pf=args.pf, hz=args.hz)
+        info = {
+            "optical_port": board.optical_port,
+            "console_port": board.console_port,
+            "state_dir": str(board.state_dir),
+            "speed": args.speed,
+        }
+        print(json.dumps(info), flush=True)
+        stop.wait()  # the console is the user's now: Ctrl-C on it stops main.py, not us
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from host_tools.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="meterctl", description="Flash, read, program and simulate the open meter.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("sim", help="run a simulated board in the foreground")
+    s.add_argument("--state", metavar="DIR", help="keep the board's EEPROM and filesystem here")
+    s.add_argument("--speed", type=_positive(float, "--speed", allow_zero=True), default=1.0,
+                   help="virtual seconds per real second (0 = frozen between requests; default 1)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--volts", type=_positive(float, "--volts", allow_zero=True))
+    s.add_argument("--amps", type=float, help="negative = energy received (export)")
+    s.add_argument("--pf", type=_pf, default=1.0)
+    s.add_argument("--hz", type=_positive(float, "--hz"), default=60.0)
+    s.set_defaults(func=cmd_sim)
+
+    d = sub.add_parser("demo", help="benchtop demo on the simulated board (bounded, exits 0)")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+    except Exception as exc:  # a failure the user can act on: one line, no traceback
+        from host_tools.sim import SimError
+
+        if isinstance(exc, (SimError, OSError)):
+            print(f"meterctl: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""SimBoard: a whole simulated meter board for tests, the demo and `meterctl sim`.
+
+    from host_tools.sim import SimBoard
+    with SimBoard(seed=1) as board:            # boots firmware/main.py in MicroPython
+        board.set_load(240, 10, pf=1.0)        # 2.4 kW delivered on channel A
+        board.run(3600)                        # one hour of virtual time, in well under 1 s
+        print(board.lcd_text(), board.true_energy_wh())
+        board.power_off(sag_ms=10)             # sag warning, then 10 ms of hold-up
+        board.power_on()
+
+Tools reach it like hardware: `board.console_port` (MicroPython REPL, raw REPL,
+Ctrl-C, Ctrl-D) and `board.optical_port` (the IR port) are pseudo-terminal paths.
+
+Time: at speed 0 (the default) virtual time moves only inside run(), power_off() and
+power_on(), so a run is deterministic for a given seed; the firmware still answers the
+optical port meanwhile, its protocol timers stopped. At speed > 0 virtual time also
+flows at that multiple of real time between calls (`meterctl sim --speed 1`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from host_tools.repo import board_files, firmware_files
+from host_tools.sim.console import Console
+from host_tools.sim.server import EPOCH_2000, Server, VirtualHardware
+
+DEFAULT_START = "2026-01-05T00:00:00"  # a Monday
+DEFAULT_HEAP_KB = 90  # the ESP32 without PSRAM: the smallest heap of a supported board
+BOOT_SECONDS = 1.0  # virtual time power_on() gives the firmware to bring its chips up
+
+# The simulated board's imperfections: an uncalibrated meter is visibly wrong and, without
+# its no-load threshold, it would creep (see boards/sim/README.md).
+SIM_ADE_OPTIONS = {
+    "gain_error": {"V": 0.012, "IA": -0.018, "IB": 0.009},
+    "phase_error_deg": {"A": 0.30, "B": -0.20},
+    "offset_codes": {"A": 60.0, "B": 45.0},
+    "offset_noise": 25.0,
+}
+
+
+class SimError(RuntimeError):
+    """The simulated board could not do what was asked (with the console's last words)."""
+
+
+class FirmwareCrashed(SimError):
+    """The firmware stopped with an exception; the message is its traceback."""
+
+
+def _rtc_seconds(start: str | _dt.datetime) -> int:
+    when = start if isinstance(start, _dt.datetime) else _dt.datetime.fromisoformat(start)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.UTC)
+    return int(when.timestamp()) - EPOCH_2000
+
+
+class SimBoard:
+    """A meter board made of the real firmware in the MicroPython VM and virtual hardware."""
+
+    def __init__(
+        self,
+        state_dir: str | Path | None = None,
+        seed: int = 0,
+        *,
+        speed: float = 0.0,
+        heap_kb: int = DEFAULT_HEAP_KB,
+        flash: bool = True,
+        rtc: str = "battery",
+        start_time: str | _dt.datetime = DEFAULT_START,
+        optical_pacing: bool = False,
+        ideal: bool = False,
+        stall_timeout: float = 20.0,
+        boot: bool = True,
+    ) -> None:
+        if rtc not in ("battery", "volatile"):
+            raise ValueError("rtc must be 'battery' or 'volatile'")
+        if speed < 0:
+            raise ValueError("speed must be >= 0")
+        self.seed = seed
+        self.speed = speed
+        self.heap_kb = heap_kb
+        self.flash = flash
+        self.rtc = rtc
+        self.start_time = start_time
+        self.optical_pacing = optical_pacing
+        self.ade_options = {} if ideal else SIM_ADE_OPTIONS
+        self.stall_timeout = stall_timeout
+        self.boot = boot
+        self._own_dir = state_dir is None
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self._sock_dir: str | None = None
+        self.hw: VirtualHardware | None = None
+        self.server: Server | None = None
+        self.console: Console | None = None
+        self._tb_seen = 0
+
+    # ---- lifecycle -----------------------------------------------------------------
+    def __enter__(self) -> SimBoard:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> SimBoard:
+        if self.state_dir is None:
+            self.state_dir = Path(tempfile.mkdtemp(prefix="meter-sim-"))
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        fs = self.state_dir / "fs"
+        fs.mkdir(exist_ok=True)
+        if self.flash:
+            for f in firmware_files() + board_files("sim"):
+                shutil.copyfile(f, fs / f.name)
+        saved = self._load_state()
+        self._sock_dir = tempfile.mkdtemp(prefix="msim")  # sun_path is short: keep it in /tmp
+        sock = str(Path(self._sock_dir) / "hw.sock")
+        try:
+            self.hw = VirtualHardware(
+                self.state_dir,
+                seed=self.seed,
+                rtc_start=saved.get("rtc_offset_s", _rtc_seconds(self.start_time)),
+                rtc_battery=self.rtc == "battery",
+                optical_pacing=self.optical_pacing,
+                ade_options=self.ade_options,
+            )
+            self.server = Server(self.hw, sock)
+            env = {"METER_SIM_SOCKET": sock, "METER_SIM_RTC": self.rtc}
+            self.console = Console(fs, env, self.heap_kb)
+            self.hw.on_cut = self._on_cut
+            self.console.on_vm_gone = self.hw.vm_gone
+            if self.boot:
+                self.power_on()
+            self.hw.set_speed(self.speed)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Stop the VM and every thread; nothing is left running (also after a failure)."""
+        if self.hw is not None:
+            self._save_state()
+            with self.hw.cv:
+                self.hw.closed = True  # a firmware asleep in the hardware thread wakes and ends
+                self.hw.cv.notify_all()
+        if self.console is not None:
+            self.console.close()
+        if self.server is not None:
+            self.server.close()
+        if self.hw is not None:
+            self.hw.close()
+        if self._sock_dir is not None:
+            shutil.rmtree(self._sock_dir, ignore_errors=True)
+            self._sock_dir = None
+        if self._own_dir and self.state_dir is not None:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.console = self.server = self.hw = None
+
+    def _load_state(self) -> dict:
+        assert self.state_dir is not None
+        path = self.state_dir / "board.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        return {}
+
+    def _save_state(self) -> None:
+        if self.state_dir is None or not self.state_dir.exists() or self.hw is None:
+            return
+        state = {"rtc_offset_s": self.hw.rtc_seconds()}  # a battery-backed RTC keeps its time
+        (self.state_dir / "board.json").write_text(json.dumps(state))
+
+    # ---- ports ---------------------------------------------------------------------
+    @property
+    def optical_port(self) -> str:
+        return self._hw().optical.path
+
+    @property
+    def console_port(self) -> str:
+        return self._con().port.path
+
+    def _hw(self) -> VirtualHardware:
+        if self.hw is None:
+            raise SimError("the board is not started")
+        return self.hw
+
+    def _con(self) -> Console:
+        if self.console is None:
+            raise SimError("the board is not started")
+        return self.console
+
+    # ---- the bench: source, seal plug, power ---------------------------------------
+    def set_load(
+        self,
+        volts: float,
+        amps: float,
+        pf: float = 1.0,
+        hz: float = 60.0,
+        channel: str = "A",
+        phase_deg: float | None = None,
+    ) -> None:
+        """Apply a load. Negative amps or a negative pf make that channel's power
+        negative: energy received (export); `phase_deg` (current lag, negative = lead)
+        overrides pf."""
+        self._hw().set_load(volts=volts, amps=amps, pf=pf, hz=hz, channel=channel, phase_deg=phase_deg)
+
+    def set_seal_plug(self, inserted: bool) -> None:
+        hw = self._hw()
+        with hw.cv:
+            hw.seal_inserted = bool(inserted)
+            hw.cv.notify_all()
+
+    def true_energy_wh(self) -> dict[str, float]:
+        src = self._hw().source
+        return {"delivered": src.delivered_wh, "received": src.received_wh}
+
+    def lcd_text(self) -> str:
+        return self._hw().lcd.text()
+
+    @property
+    def cf1_pulses(self) -> int:
+        return self._hw().ade.cf1_pulses
+
+    @property
+    def virtual_time(self) -> float:
+        """Seconds of virtual time since the board was made."""
+        return self._hw().vt_us / 1e6
+
+    def power_off(self, sag_ms: float | None = None, during_write: bool = False) -> None:
+        """Cut the power now; or raise the sag warning (the ADE7953 SAG interrupt, if the
+        firmware enabled it) and cut `sag_ms` of virtual time later (the hold-up); or,
+        with during_write, cut in the middle of the next EEPROM write cycle."""
+        hw = self._hw()
+        with hw.cv:
+            if not hw.powered:
+                return
+            if during_write:
+                hw.cut_on_write = True
+                hw.cv.notify_all()
+                return
+            if sag_ms is None:
+                hw.cut()
+                return
+            hw.source.line_live = False  # the line is gone; the supply holds up a while
+            hw.ade.set_inputs(**hw.source.pin_inputs())
+            hw.ade.raise_sag()
+            hw.cut_at_us = hw.vt_us + int(sag_ms * 1000)
+            hw.cv.notify_all()
+        self._wait(lambda: not hw.powered, what="the power cut after the hold-up")
+
+    def power_on(self, boot_seconds: float = BOOT_SECONDS) -> None:
+        """Power up: the chips reset, the firmware starts from what the EEPROM holds and
+        gets `boot_seconds` of virtual time to come up."""
+        hw, con = self._hw(), self._con()
+        with hw.cv:
+            if hw.powered:
+                return
+            hellos = hw.hello_count
+            hw.power_on()
+            self._tb_seen = len(con.tracebacks)
+        con.power_on()
+        self._wait(lambda: hw.hello_count > hellos, what="the firmware to start")
+        if boot_seconds:
+            self.run(boot_seconds)
+
+    def _on_cut(self) -> None:
+        if self.console is not None:
+            self.console.power_off()
+        if self.server is not None:
+            self.server.drop()
+
+    # ---- time ----------------------------------------------------------------------
+    def run(self, seconds: float) -> None:
+        """Advance virtual time by `seconds` as fast as the firmware allows."""
+        hw = self._hw()
+        with hw.cv:
+            target = hw.vt_us + int(round(seconds * 1e6))
+            if not hw.powered:
+                hw.advance_to(target)  # an outage: nothing runs, nothing flows
+                hw.run_target_us = max(hw.run_target_us, target)
+                return
+            hw.run_target_us = max(hw.run_target_us, target)
+            hw.cv.notify_all()
+        self._wait(lambda: not hw.powered or (hw.vt_us >= target and hw.sleeping), what=f"run({seconds})")
+        with hw.cv:
+            if not hw.powered and hw.vt_us < target:
+                hw.advance_to(target)
+            if self.speed > 0:
+                hw.set_speed(self.speed)
+
+    def _wait(self, done, what: str) -> None:
+        """Wait for done() with the firmware alive and making progress, or raise."""
+        hw, con = self._hw(), self._con()
+        last_vt, last_ops, last_change = hw.vt_us, hw.ops, time.monotonic()
+        with hw.cv:
+            while not done():
+                self._check_alive()
+                hw.cv.wait(0.1)  # the hardware thread notifies on every sleep and power change
+                if hw.vt_us != last_vt or hw.ops != last_ops:
+                    last_vt, last_ops, last_change = hw.vt_us, hw.ops, time.monotonic()
+                elif time.monotonic() - last_change > self.stall_timeout:
+                    raise SimError(
+                        f"the simulated board made no progress for {self.stall_timeout:.0f} s "
+                        f"waiting for {what}; console:\n{con.text()[-2000:]}"
+                    )
+
+    def _check_alive(self) -> None:
+        hw, con = self._hw(), self._con()
+        if self.server is not None and self.server.errors:
+            raise SimError(f"sim protocol error: {self.server.errors[-1]}")
+        if not hw.powered:
+            return
+        if not con.at_prompt:
+            return
+        if len(con.tracebacks) > self._tb_seen and not con.tracebacks[-1].endswith("KeyboardInterrupt:"):
+            raise FirmwareCrashed(con.tracebacks[-1])
+        raise SimError(f"the firmware is not running (the VM is at its REPL); console:\n{con.text()[-2000:]}")
+
+    def firmware_pid(self) -> int | None:
+        return self._con().pid
+
+    def ade_violations(self) -> list[str]:
+        return list(self._hw().ade.violations)

@@ -1,0 +1,419 @@
+"""The simulated board's virtual hardware and its one clock.
+
+The firmware's bus objects (boards/sim/board.py) send ops over a Unix socket; this
+module answers them from the models: the ADE7953 on SPI with its CS, reset and IRQ
+pins, the 24LC EEPROM on I2C, the HT1621 on three GPIOs, the optical UART on a
+pseudo-terminal, the seal plug and the CF1 output.
+
+Virtual time only moves here: when the firmware sleeps (up to what the board allows:
+the end of `run()`, the real-time pace, or a pending power cut) and by the time each bus
+transfer takes. Between `run()` calls a board at speed 0 is frozen but still wakes the
+firmware for optical-port bytes, so a host tool can talk to it without timers expiring.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from host_tools.repo import simwire
+from host_tools.sim.ade7953 import ADE7953
+from host_tools.sim.eeprom import EEPROM24
+from host_tools.sim.ht1621 import HT1621
+from host_tools.sim.ptys import PacedWriter, Pty
+from host_tools.sim.source import Source
+
+W = simwire()
+TICKS_MASK = (1 << 30) - 1
+EPOCH_2000 = 946684800
+_REPLY = struct.Struct("<HIIIBH")
+
+
+class PowerCut(Exception):
+    """The board lost power: the firmware connection ends here."""
+
+
+class VirtualHardware:
+    """Models, virtual clock and the op dispatcher. All state is guarded by `cv`."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        seed: int,
+        rtc_start: int,
+        rtc_battery: bool,
+        optical_pacing: bool,
+        ade_options: dict,
+    ) -> None:
+        self.cv = threading.Condition(threading.RLock())
+        self.vt_us = 0
+        self.run_target_us = 0
+        self.speed = 0.0
+        self._rt_anchor: tuple[float, int] | None = None
+        self.source = Source()
+        self.ade = ADE7953(seed=seed, **ade_options)
+        self.eeprom = EEPROM24(str(state_dir / "eeprom.bin"), seed=seed)
+        self.eeprom_present = True
+        self.lcd = HT1621()
+        self.optical = Pty()
+        self._pacer = PacedWriter(self.optical) if optical_pacing else None
+        self.optical_rx = bytearray()
+        self.optical_tx_log = bytearray()
+        self.optical_baud = 9600
+        self.seal_inserted = False
+        self.rtc_battery = rtc_battery
+        self.rtc_offset_s = rtc_start  # RTC seconds since 2000 = offset + virtual seconds
+        self.powered = False
+        self.cut_at_us: int | None = None
+        self.cut_on_write = False
+        self.on_cut: Callable[[], None] | None = None
+        self.sleeping = False
+        self.closed = False
+        self.vm_generation = 0  # bumped whenever a VM dies: its pending requests end
+        self.serving_generation = 0
+        self.connected = False
+        self.hello_count = 0
+        self.ops = 0
+        self._pins = {W.PIN_ADE_CS: 1, W.PIN_LCD_CS: 1, W.PIN_LCD_WR: 1, W.PIN_LCD_DATA: 1}
+        self._reported = (0, 0)  # (optical bytes, flags) the firmware last saw
+        self._apply_source()
+
+    # ---- clock ---------------------------------------------------------------------
+    def advance_to(self, t_us: int) -> None:
+        dt = t_us - self.vt_us
+        if dt <= 0:
+            return
+        seconds = dt / 1e6
+        self.source.advance(seconds)
+        if self.powered:
+            self.ade.advance(seconds)
+        self.vt_us = t_us
+
+    def spend(self, us: int) -> None:
+        """A bus transfer takes time; a pending power cut may fall inside it."""
+        target = self.vt_us + us
+        if self.cut_at_us is not None and target >= self.cut_at_us:
+            self.advance_to(self.cut_at_us)
+            self.cut()
+            raise PowerCut()
+        self.advance_to(target)
+
+    def time_limit(self) -> int:
+        """How far a sleeping firmware may take virtual time right now."""
+        limit = self.run_target_us
+        if self.cut_at_us is not None:
+            limit = max(limit, self.cut_at_us)
+        if self.speed > 0 and self._rt_anchor is not None:
+            wall0, vt0 = self._rt_anchor
+            limit = max(limit, vt0 + int((time.monotonic() - wall0) * self.speed * 1e6))
+        return limit
+
+    def set_speed(self, speed: float) -> None:
+        with self.cv:
+            self.speed = speed
+            self._rt_anchor = (time.monotonic(), self.vt_us)
+            self.cv.notify_all()
+
+    def rtc_seconds(self) -> int:
+        return self.rtc_offset_s + self.vt_us // 1_000_000
+
+    # ---- inputs --------------------------------------------------------------------
+    def _apply_source(self) -> None:
+        self.ade.set_inputs(**self.source.pin_inputs())
+
+    def set_load(self, **kw) -> None:
+        with self.cv:
+            self.source.set_load(**kw)
+            self._apply_source()
+            self.cv.notify_all()
+
+    def flags(self) -> int:
+        f = 0
+        if self.powered and self.ade.irq_asserted:
+            f |= W.FLAG_ADE_IRQ
+        if self.seal_inserted:
+            f |= W.FLAG_SEAL_PLUG
+        f |= W.FLAG_CF1  # idle high; pulses are counted by the model, not sampled
+        return f
+
+    def new_event(self) -> bool:
+        rx, fl = self._reported
+        return len(self.optical_rx) > rx or self.flags() != fl
+
+    def poll_optical(self) -> None:
+        data = self.optical.read()
+        if data:
+            self.optical_rx += data
+
+    # ---- power ---------------------------------------------------------------------
+    def power_on(self) -> None:
+        self.powered = True
+        self.cut_at_us = None
+        self.cut_on_write = False
+        self.source.line_live = True
+        self._apply_source()
+        self.ade.power_up()
+        self.lcd.power_on()
+        if not self.rtc_battery:
+            self.rtc_offset_s = -(self.vt_us // 1_000_000)  # a volatile RTC restarts at 2000-01-01
+        self.optical_rx.clear()
+        self._reported = (0, 0)
+
+    def cut(self) -> None:
+        """Power is gone now: the EEPROM tears a page in flight, the VM dies."""
+        if not self.powered:
+            return
+        self.powered = False
+        self.cut_at_us = None
+        self.cut_on_write = False
+        self.eeprom.power_cut(self.vt_us / 1e6)
+        self.ade.power_down()
+        self.source.line_live = False
+        self._apply_source()
+        if self.on_cut is not None:
+            self.on_cut()
+        self.cv.notify_all()
+
+    # ---- ops -----------------------------------------------------------------------
+    def header(self, payload: bytes) -> bytes:
+        rx = len(self.optical_rx)
+        fl = self.flags()
+        self._reported = (rx, fl)
+        return (
+            _REPLY.pack(
+                len(payload),
+                (self.vt_us // 1000) & TICKS_MASK,
+                self.vt_us & TICKS_MASK,
+                self.rtc_seconds() & 0xFFFFFFFF,
+                fl,
+                min(rx, 0xFFFF),
+            )
+            + payload
+        )
+
+    def op(self, code: int, p: bytes) -> bytes | None:
+        """Apply one op; return the reply payload for a synchronous op, None if posted."""
+        if not self.powered:
+            raise PowerCut()
+        if self.cut_at_us is not None and self.vt_us >= self.cut_at_us:
+            self.cut()
+            raise PowerCut()
+        self.ops += 1
+        if code == W.OP_PIN:
+            self._pin(p[0], p[1])
+            return None
+        if code == W.OP_SPI:
+            self.spend(W.SPI_US_PER_BYTE * (len(p) - 1))
+            return self.ade.spi_exchange(p[1:])
+        if code == W.OP_SLEEP:
+            self._sleep(int.from_bytes(p[0:4], "little"))
+            return b""
+        if code == W.OP_SYNC:
+            return b""
+        if code == W.OP_I2C_WRITE:
+            return self._i2c_write(p[0], bool(p[1]), p[2:])
+        if code == W.OP_I2C_READ:
+            return self._i2c_read(p[0], p[1] | p[2] << 8)
+        if code == W.OP_UART_READ:
+            self.poll_optical()
+            n = min(p[0] | p[1] << 8, len(self.optical_rx))
+            data = bytes(self.optical_rx[:n])
+            del self.optical_rx[:n]
+            return data
+        if code == W.OP_UART_WRITE:
+            self.optical_tx_log += p
+            if len(self.optical_tx_log) > 65536:
+                del self.optical_tx_log[:-32768]
+            if self._pacer is not None:
+                self._pacer.send(bytes(p))
+            else:
+                self.optical.write(bytes(p))
+            return None
+        if code == W.OP_UART_BAUD:
+            self.optical_baud = int.from_bytes(p[0:4], "little")
+            if self._pacer is not None:
+                self._pacer.baud = self.optical_baud
+            return None
+        if code == W.OP_RTC_SET:
+            self.rtc_offset_s = int.from_bytes(p[0:4], "little") - self.vt_us // 1_000_000
+            return None
+        if code == W.OP_HELLO:
+            self.hello_count += 1
+            return b""
+        raise ValueError(f"unknown sim op 0x{code:02x}")
+
+    def _pin(self, pin: int, level: int) -> None:
+        pins = self._pins
+        old = pins.get(pin)
+        pins[pin] = level
+        if pin >= W.PIN_LCD_CS:
+            if pin <= W.PIN_LCD_DATA:
+                self.lcd.set_pins(pins[W.PIN_LCD_CS], pins[W.PIN_LCD_WR], pins[W.PIN_LCD_DATA])
+            return
+        if pin == W.PIN_ADE_CS:
+            if old == 1 and level == 0:
+                self.ade.spi_select()
+            elif old == 0 and level == 1:
+                self.ade.spi_deselect()
+        elif pin == W.PIN_ADE_RESET:
+            self.ade.set_reset_pin(level)
+
+    def _i2c_target(self, addr: int) -> EEPROM24 | None:
+        if self.eeprom_present and addr == 0x50:
+            return self.eeprom
+        return None
+
+    def _i2c_write(self, addr: int, stop: bool, data: bytes) -> bytes:
+        self.spend(W.I2C_US_OVERHEAD + W.I2C_US_PER_BYTE * (len(data) + 1))
+        dev = self._i2c_target(addr)
+        if dev is None:
+            return bytes([W.I2C_STATUS_NAK])
+        now = self.vt_us / 1e6
+        ok = dev.i2c_write(data, stop, now)
+        if ok and stop and len(data) > 2 and self.cut_on_write:
+            # cut in the middle of the write cycle that just started
+            self.advance_to(self.vt_us + int(dev.write_cycle_s * 1e6 / 2))
+            self.cut()
+            raise PowerCut()
+        return bytes([W.I2C_STATUS_ACK if ok else W.I2C_STATUS_NAK])
+
+    def _i2c_read(self, addr: int, n: int) -> bytes:
+        self.spend(W.I2C_US_OVERHEAD + W.I2C_US_PER_BYTE * (n + 1))
+        dev = self._i2c_target(addr)
+        data = dev.i2c_read(n, self.vt_us / 1e6) if dev is not None else None
+        if data is None:
+            return bytes([W.I2C_STATUS_NAK])
+        return bytes([W.I2C_STATUS_ACK]) + data
+
+    def _sleep(self, ms: int) -> None:
+        deadline = self.vt_us + ms * 1000
+        cv = self.cv
+        while True:
+            self.poll_optical()
+            if self.new_event() or self.vt_us >= deadline:
+                return
+            limit = self.time_limit()
+            if limit > self.vt_us:
+                target = min(deadline, limit)
+                if self.cut_at_us is not None and target >= self.cut_at_us:
+                    self.advance_to(self.cut_at_us)
+                    self.cut()
+                    raise PowerCut()
+                self.advance_to(target)
+                continue
+            self.sleeping = True
+            cv.notify_all()
+            cv.wait(0.002 if self.speed > 0 else 0.02)
+            self.sleeping = False
+            if not self.powered or self.closed or self.vm_generation != self.serving_generation:
+                raise PowerCut()
+
+    def vm_gone(self) -> None:
+        with self.cv:
+            self.vm_generation += 1
+            self.cv.notify_all()
+
+    def close(self) -> None:
+        with self.cv:
+            self.closed = True
+            self.cv.notify_all()
+        if self._pacer is not None:
+            self._pacer.close()
+        self.optical.close()
+
+
+class Server:
+    """Accepts the firmware's connection (a new one after each reboot) and serves it."""
+
+    def __init__(self, hw: VirtualHardware, path: str) -> None:
+        self.hw = hw
+        self.path = path
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.bind(path)
+        self._sock.listen(2)
+        self._sock.settimeout(0.1)
+        self._conn: socket.socket | None = None
+        self._stop = False
+        self.errors: list[str] = []
+        self._thread = threading.Thread(target=self._run, name="sim-hardware", daemon=True)
+        self._thread.start()
+
+    def drop(self) -> None:
+        """Forget the current connection (its VM was killed)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(None)
+            self.drop()
+            self._conn = conn
+            try:
+                self._serve(conn)
+            except PowerCut:
+                pass
+            except (OSError, ValueError, IndexError) as exc:
+                # a VM killed by a power cut or a reboot just leaves; anything else is a fault
+                if not self._stop and conn is self._conn and self.hw.powered and not isinstance(exc, OSError):
+                    self.errors.append(repr(exc))
+            finally:
+                with self.hw.cv:
+                    self.hw.connected = False
+                    self.hw.cv.notify_all()
+                conn.close()
+
+    def _serve(self, conn: socket.socket) -> None:
+        hw = self.hw
+        buf = bytearray()
+        op_pin = W.OP_PIN
+        with hw.cv:
+            hw.connected = True
+            hw.serving_generation = hw.vm_generation
+        while not self._stop:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            buf += chunk
+            pos = 0
+            replies = []
+            with hw.cv:  # one lock per batch: posted ops and the call they ride with
+                while len(buf) - pos >= 3:
+                    code = buf[pos]
+                    plen = buf[pos + 1] | buf[pos + 2] << 8
+                    end = pos + 3 + plen
+                    if len(buf) < end:
+                        break
+                    if code == op_pin and hw.powered:  # the hot path: LCD bit-banging
+                        hw._pin(buf[pos + 3], buf[pos + 4])
+                        pos = end
+                        continue
+                    reply = hw.op(code, bytes(buf[pos + 3 : end]))
+                    pos = end
+                    if reply is not None:
+                        replies.append(hw.header(reply))
+            del buf[:pos]
+            if replies:
+                conn.sendall(b"".join(replies))
+
+    def close(self) -> None:
+        self._stop = True
+        self.drop()
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        self._thread.join(timeout=2)
