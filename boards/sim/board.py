@@ -30,9 +30,9 @@ class _Link:
     """One request/reply channel to the host; posted ops ride with the next call."""
 
     def __init__(self, path):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(b"\x01\x00" + path.encode() + b"\x00")  # struct sockaddr_un
-        self._sock = sock
+        self._path = path
+        self._sock = None
+        self._connect()
         self._out = bytearray(_OUT_SIZE)
         self._n = 0
         self._hdr = bytearray(W.REPLY_HEADER)
@@ -42,6 +42,14 @@ class _Link:
         self.rtc = 0
         self.flags = 0
         self.rx_waiting = 0
+
+    def _connect(self):
+        if self._sock is not None:
+            self._sock.close()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(b"\x01\x00" + self._path.encode() + b"\x00")  # struct sockaddr_un
+        self._sock = sock
+        self._dirty = False
 
     def begin(self, op, plen):
         """Reserve an op of plen payload bytes; return where its payload starts."""
@@ -72,6 +80,9 @@ class _Link:
         """Queue op (whose payload the caller has written), send all, wait for the reply."""
         if op == W.OP_SYNC:
             self.begin(op, 0)
+        if self._dirty:
+            self._connect()  # a call was interrupted (Ctrl-C): its reply is lost, start afresh
+        self._dirty = True
         self._sock.write(self._out, self._n)
         self._n = 0
         h = self._hdr
@@ -85,6 +96,7 @@ class _Link:
         self.rx_waiting = h[15] | h[16] << 8
         if n:
             self._sock.readinto(self.inbuf, n)
+        self._dirty = False
         return n
 
 

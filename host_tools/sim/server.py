@@ -73,8 +73,7 @@ class VirtualHardware:
         self.on_cut: Callable[[], None] | None = None
         self.sleeping = False
         self.closed = False
-        self.vm_generation = 0  # bumped whenever a VM dies: its pending requests end
-        self.serving_generation = 0
+        self.vm_generation = 0  # bumped when a VM dies or reconnects: its pending requests end
         self.connected = False
         self.hello_count = 0
         self.ops = 0
@@ -195,7 +194,7 @@ class VirtualHardware:
             + payload
         )
 
-    def op(self, code: int, p: bytes) -> bytes | None:
+    def op(self, code: int, p: bytes, gen: int = 0) -> bytes | None:
         """Apply one op; return the reply payload for a synchronous op, None if posted."""
         if not self.powered:
             raise PowerCut()
@@ -210,7 +209,7 @@ class VirtualHardware:
             self.spend(W.SPI_US_PER_BYTE * (len(p) - 1))
             return self.ade.spi_exchange(p[1:])
         if code == W.OP_SLEEP:
-            self._sleep(int.from_bytes(p[0:4], "little"))
+            self._sleep(int.from_bytes(p[0:4], "little"), gen)
             return b""
         if code == W.OP_SYNC:
             return b""
@@ -289,7 +288,7 @@ class VirtualHardware:
             return bytes([W.I2C_STATUS_NAK])
         return bytes([W.I2C_STATUS_ACK]) + data
 
-    def _sleep(self, ms: int) -> None:
+    def _sleep(self, ms: int, gen: int) -> None:
         deadline = self.vt_us + ms * 1000
         cv = self.cv
         while True:
@@ -309,7 +308,7 @@ class VirtualHardware:
             cv.notify_all()
             cv.wait(0.002 if self.speed > 0 else 0.02)
             self.sleeping = False
-            if not self.powered or self.closed or self.vm_generation != self.serving_generation:
+            if not self.powered or self.closed or self.vm_generation != gen:
                 raise PowerCut()
 
     def vm_gone(self) -> None:
@@ -327,23 +326,25 @@ class VirtualHardware:
 
 
 class Server:
-    """Accepts the firmware's connection (a new one after each reboot) and serves it."""
+    """Accepts the firmware's connections and serves the newest: a board.make() after a
+    reboot, or a second one typed at the REPL, replaces the one before."""
 
     def __init__(self, hw: VirtualHardware, path: str) -> None:
         self.hw = hw
         self.path = path
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind(path)
-        self._sock.listen(2)
+        self._sock.listen(4)
         self._sock.settimeout(0.1)
         self._conn: socket.socket | None = None
         self._stop = False
         self.errors: list[str] = []
-        self._thread = threading.Thread(target=self._run, name="sim-hardware", daemon=True)
+        self._threads: list[threading.Thread] = []
+        self._thread = threading.Thread(target=self._accept, name="sim-accept", daemon=True)
         self._thread.start()
 
     def drop(self) -> None:
-        """Forget the current connection (its VM was killed)."""
+        """Forget the current connection (its VM was killed or replaced)."""
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
@@ -351,7 +352,7 @@ class Server:
             except OSError:
                 pass
 
-    def _run(self) -> None:
+    def _accept(self) -> None:
         while not self._stop:
             try:
                 conn, _ = self._sock.accept()
@@ -360,29 +361,37 @@ class Server:
             except OSError:
                 return
             conn.settimeout(None)
+            self.hw.vm_gone()  # whatever the previous connection waited for ends now
             self.drop()
             self._conn = conn
-            try:
-                self._serve(conn)
-            except PowerCut:
-                pass
-            except (OSError, ValueError, IndexError) as exc:
-                # a VM killed by a power cut or a reboot just leaves; anything else is a fault
-                if not self._stop and conn is self._conn and self.hw.powered and not isinstance(exc, OSError):
-                    self.errors.append(repr(exc))
-            finally:
-                with self.hw.cv:
-                    self.hw.connected = False
-                    self.hw.cv.notify_all()
-                conn.close()
+            with self.hw.cv:
+                gen = self.hw.vm_generation
+            t = threading.Thread(target=self._run, args=(conn, gen), name="sim-hardware", daemon=True)
+            self._threads = [x for x in self._threads if x.is_alive()] + [t]
+            t.start()
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _run(self, conn: socket.socket, gen: int) -> None:
+        try:
+            self._serve(conn, gen)
+        except PowerCut:
+            pass
+        except (OSError, ValueError, IndexError) as exc:
+            # a VM killed by a power cut or a reboot just leaves; anything else is a fault
+            if not self._stop and conn is self._conn and self.hw.powered and not isinstance(exc, OSError):
+                self.errors.append(repr(exc))
+        finally:
+            with self.hw.cv:
+                if conn is self._conn:
+                    self.hw.connected = False
+                self.hw.cv.notify_all()
+            conn.close()
+
+    def _serve(self, conn: socket.socket, gen: int) -> None:
         hw = self.hw
         buf = bytearray()
         op_pin = W.OP_PIN
         with hw.cv:
             hw.connected = True
-            hw.serving_generation = hw.vm_generation
         while not self._stop:
             chunk = conn.recv(65536)
             if not chunk:
@@ -391,6 +400,8 @@ class Server:
             pos = 0
             replies = []
             with hw.cv:  # one lock per batch: posted ops and the call they ride with
+                if gen != hw.vm_generation:
+                    return
                 while len(buf) - pos >= 3:
                     code = buf[pos]
                     plen = buf[pos + 1] | buf[pos + 2] << 8
@@ -401,7 +412,7 @@ class Server:
                         hw._pin(buf[pos + 3], buf[pos + 4])
                         pos = end
                         continue
-                    reply = hw.op(code, bytes(buf[pos + 3 : end]))
+                    reply = hw.op(code, bytes(buf[pos + 3 : end]), gen)
                     pos = end
                     if reply is not None:
                         replies.append(hw.header(reply))
@@ -417,3 +428,5 @@ class Server:
         except OSError:
             pass
         self._thread.join(timeout=2)
+        for t in self._threads:
+            t.join(timeout=2)

@@ -182,3 +182,65 @@ def test_a_board_that_is_not_running_is_reported_not_waited_for(sim):
     sim.console.interrupt()  # Ctrl-C: main.py stops, the REPL waits
     with pytest.raises(SimError, match="not running"):
         sim.run(10)
+
+
+def _resume_exec(board: SimBoard, code: str) -> str:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    mpremote = Path(sys.executable).parent / "mpremote"
+    r = subprocess.run(
+        [str(mpremote), "connect", board.console_port, "resume", "exec", code],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout.strip()
+
+
+def test_the_stopped_firmware_can_still_use_its_board_at_the_repl(sim):
+    """After Ctrl-C the REPL keeps `m`; its bus link recovers from the interrupted call."""
+    sim.set_seal_plug(True)
+    assert _resume_exec(sim, "m.board.clock.sync(); print(m.board.seal_plug.value())") == "0"
+    sim.set_seal_plug(False)
+    assert _resume_exec(sim, "m.board.clock.sync(); print(m.board.seal_plug.value())") == "1"
+    # a second board at the REPL replaces the first connection instead of hanging
+    out = _resume_exec(sim, "import board; b2 = board.make(); print(b2.i2c.scan())")
+    assert out == "[80]"  # the 24LC256 at 0x50 and nothing else
+
+
+def test_a_cut_during_an_eeprom_write_cycle_tears_that_page(tmp_path):
+    board = SimBoard(state_dir=tmp_path, seed=3).start()
+    try:
+        (tmp_path / "fs" / "main.py").write_text(
+            "import board, time\n"
+            "b = board.make()\n"
+            "b.i2c.writeto_mem(0x50, 0x0100, bytes(range(64)), addrsize=16)\n"  # page 4, whole
+            "t = time.ticks_add(b.clock.ticks_ms(), 20)\n"
+            "while True:\n"
+            "    b.clock.wait_until(t)\n"
+            "    b.i2c.writeto_mem(0x50, 0x0140, b'\\xAA' * 64, addrsize=16)\n"  # page 5
+            "    t = time.ticks_add(t, 1000)\n"
+        )
+        board.power_off()
+        board.power_on(boot_seconds=0)
+        board.run(0.5)
+        assert board.hw.eeprom.dump()[0x100:0x140] == bytes(range(64))
+        board.power_off(during_write=True)
+        board.run(2)
+        assert not board.hw.powered
+        assert board.hw.eeprom.dump()[0x140:0x180] != b"\xaa" * 64, "the page in flight is torn"
+        assert board.hw.eeprom.dump()[0x100:0x140] == bytes(range(64)), "other pages are intact"
+    finally:
+        board.close()
+
+
+def test_optical_port_pacing_follows_the_baud_rate():
+    with SimBoard(seed=1, optical_pacing=True) as board:
+        with Client.open(board.optical_port) as client:
+            t = time.monotonic()
+            for _ in range(10):
+                client.identify()
+            elapsed = time.monotonic() - t
+    # each exchange: ACK (1 byte) + a 13-byte response from the meter at 9600 baud
+    assert elapsed >= 10 * 14 * 10 / 9600
