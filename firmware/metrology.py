@@ -11,6 +11,8 @@ the signed LSB count to a residue and carries whole Wh, with no float and no rou
 
 from micropython import const
 
+import config
+
 LSB_PER_WH = const(10000)
 GAIN_UNITY = const(0x400000)
 _ENERGY_LSB_PER_S_FS = const(206900)  # ADE7953 energy rate at full-scale inputs (datasheet)
@@ -56,3 +58,35 @@ class EnergyRegisters:
 
     def received_lsb(self):
         return self.received_wh * LSB_PER_WH + self.received_res
+
+
+class Metrology:
+    """The metering IC plus the registers it feeds: begin(), poll() every POLL_MS, on_irq()."""
+
+    def __init__(self, ade, board, cfg, status):
+        self.ade = ade
+        self.board = board
+        self.config = cfg
+        self.status = status
+        self.energy = EnergyRegisters()
+        self.nominal_gain = nominal_gain(board.v_ratio, board.i_ratio_milli)
+
+    def gains(self):
+        cfg = self.config
+        g = self.nominal_gain
+        keys = (config.AWGAIN, config.AVARGAIN, config.AVAGAIN, config.BWGAIN, config.BVARGAIN, config.BVAGAIN)
+        return tuple(cfg.get(k) or g for k in keys)
+
+    def begin(self):
+        self.ade.begin(self.gains())
+
+    def poll(self):
+        """Read the chip's energy since the last poll and register it."""
+        ade = self.ade
+        ade.read_energy(self.config.get(config.ELEMENTS) == 2)
+        self.energy.add(ade.d_wa + ade.d_wb)
+
+    def on_irq(self):
+        flags = self.ade.irq_status()
+        if flags & (1 << 20):  # the chip reset by itself: bring it up again
+            self.begin()

@@ -1,0 +1,155 @@
+"""The meter's configuration: every programmable setting, one declaration each.
+
+    cfg = Config()                    # the factory defaults
+    cfg.get(KH_MWH)                   # 1000: 1.0 Wh per CF1 pulse
+    cfg.set(SCROLL_S, 12)
+    blob = cfg.encode()               # what storage keeps (two CRC-checked copies)
+    cfg = Config.decode(blob)         # unknown ids are kept, so older firmware keeps newer fields
+
+Settings are integers or byte strings keyed by a one-byte id. The encoding is a run of
+`id, length (1 byte), value`; integers are little-endian signed of 1, 2 or 4 bytes
+(chosen by value). The same ids are what the optical port's manufacturer configuration
+table and `meterctl program` use, so a setting is named once for firmware, tables and
+tools. Id ranges: 0x01-0x1F metrology and calibration, 0x20-0x2F display, 0x30-0x3F
+demand and load profile, 0x40-0x5F time of use, 0x60-0x7F security, 0x80-0xFF reserved.
+"""
+
+from micropython import const
+
+# --- metrology and calibration (issue 3) ---
+ELEMENTS = const(0x01)  # 1: one element, channel A; 2: 1.5 element, channels A and B
+CT_REVERSE_A = const(0x02)  # 1: channel A's current transformer is wired reversed
+CT_REVERSE_B = const(0x03)
+KH_MWH = const(0x04)  # meter constant Kh, mWh per CF1 pulse (1000 = 1.0 Wh)
+AWGAIN = const(0x05)  # ADE7953 energy gains; 0 = the board's nominal gain
+AVARGAIN = const(0x06)
+AVAGAIN = const(0x07)
+BWGAIN = const(0x08)
+BVARGAIN = const(0x09)
+BVAGAIN = const(0x0A)
+PHCALA = const(0x0B)  # ADE7953 phase calibration (sign-magnitude register value)
+PHCALB = const(0x0C)
+V_UV_PER_LSB = const(0x0D)  # VRMS scale, microvolts per LSB; 0 = nominal from the board
+IA_UA_PER_LSB = const(0x0E)  # IRMSA scale, microamps per LSB; 0 = nominal
+IB_UA_PER_LSB = const(0x0F)
+NOLOAD_PERMILLE_START = const(0x10)  # no-load threshold as a share of the starting load (per mille)
+# --- display (issue 6) ---
+DISPLAY_ITEMS = const(0x20)  # bytes: item codes in scroll order (display.py)
+SCROLL_S = const(0x21)  # seconds per item
+SCROLL_MIN_S = const(0x22)  # the least scroll time the meter accepts
+DISPLAY_DIGITS = const(0x23)  # digits shown for energy (1..6)
+DISPLAY_DECIMALS = const(0x24)  # of which decimals
+ID_STYLE = const(0x25)  # 0: DE/NG/NT, 1: TX/RX/NT
+# --- demand and load profile (issue 5) ---
+DEMAND_INTERVAL_MIN = const(0x30)  # 5, 15, 30 or 60
+DEMAND_SUBINTERVALS = const(0x31)  # 1 = block demand; n > 1 = rolling demand of n sub-intervals
+DEMAND_RESET_LOCKOUT_S = const(0x32)
+LP_INTERVAL_MIN = const(0x33)  # load-profile interval
+
+DEFAULTS = (
+    (ELEMENTS, 1),
+    (CT_REVERSE_A, 0),
+    (CT_REVERSE_B, 0),
+    (KH_MWH, 1000),
+    (AWGAIN, 0),
+    (AVARGAIN, 0),
+    (AVAGAIN, 0),
+    (BWGAIN, 0),
+    (BVARGAIN, 0),
+    (BVAGAIN, 0),
+    (PHCALA, 0),
+    (PHCALB, 0),
+    (V_UV_PER_LSB, 0),
+    (IA_UA_PER_LSB, 0),
+    (IB_UA_PER_LSB, 0),
+    (NOLOAD_PERMILLE_START, 500),
+    (DISPLAY_ITEMS, b"\x01\x02\x03"),
+    (SCROLL_S, 10),
+    (SCROLL_MIN_S, 10),
+    (DISPLAY_DIGITS, 6),
+    (DISPLAY_DECIMALS, 1),
+    (ID_STYLE, 0),
+    (DEMAND_INTERVAL_MIN, 15),
+    (DEMAND_SUBINTERVALS, 1),
+    (DEMAND_RESET_LOCKOUT_S, 60),
+    (LP_INTERVAL_MIN, 15),
+)
+
+
+class ConfigError(ValueError):
+    """A configuration blob that does not decode (storage then uses the other copy)."""
+
+
+def _int_bytes(v):
+    if -128 <= v < 128:
+        return 1
+    if -32768 <= v < 32768:
+        return 2
+    return 4
+
+
+class Config:
+    def __init__(self):
+        self._v = {}
+        for key, value in DEFAULTS:
+            self._v[key] = value
+
+    def get(self, key):
+        return self._v[key]
+
+    def set(self, key, value):
+        if key not in self._v:
+            raise KeyError(key)
+        if isinstance(self._v[key], int) != isinstance(value, int):
+            raise TypeError("setting 0x%02x takes %s" % (key, "an int" if isinstance(self._v[key], int) else "bytes"))
+        self._v[key] = value
+
+    def items(self):
+        return self._v.items()
+
+    def encode(self):
+        out = bytearray()
+        for key in sorted(self._v):
+            v = self._v[key]
+            if isinstance(v, int):
+                n = _int_bytes(v)
+                out.append(key)
+                out.append(n | 0x80)  # bit 7 of the length: a signed integer
+                for i in range(n):
+                    out.append((v >> (8 * i)) & 0xFF)
+            else:
+                if len(v) > 127:
+                    raise ValueError("setting 0x%02x too long" % key)
+                out.append(key)
+                out.append(len(v))
+                out.extend(v)
+        return bytes(out)
+
+    @classmethod
+    def decode(cls, blob):
+        cfg = cls()
+        i = 0
+        n = len(blob)
+        while i < n:
+            if i + 2 > n:
+                raise ConfigError("truncated setting header")
+            key = blob[i]
+            length = blob[i + 1] & 0x7F
+            is_int = blob[i + 1] & 0x80
+            i += 2
+            if i + length > n:
+                raise ConfigError("truncated setting 0x%02x" % key)
+            raw = blob[i : i + length]
+            i += length
+            if is_int:
+                if length not in (1, 2, 4):
+                    raise ConfigError("bad integer width for 0x%02x" % key)
+                v = 0
+                for k in range(length - 1, -1, -1):
+                    v = (v << 8) | raw[k]
+                if v & (1 << (8 * length - 1)):
+                    v -= 1 << (8 * length)
+                cfg._v[key] = v
+            else:
+                cfg._v[key] = bytes(raw)
+        return cfg
