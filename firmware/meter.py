@@ -45,6 +45,7 @@ class Meter:
         self.services = psem.Services(self)
         self.link = c1218.Link(board.optical, self.services.handle)
         self.polls = 0
+        self.booted = False
         self._irq = board.ade_irq
         self._uart = board.optical
 
@@ -58,6 +59,7 @@ class Meter:
     def boot(self):
         self.display.boot()
         self.metrology.begin()
+        self.booted = True
 
     def poll(self):
         self.metrology.poll()
@@ -65,7 +67,8 @@ class Meter:
         self.display.tick(self.clock.ticks_ms())
 
     def run(self):
-        self.boot()
+        if not self.booted:
+            self.boot()
         clock = self.clock
         wake = self._wake
         next_poll = time.ticks_add(clock.ticks_ms(), POLL_MS)

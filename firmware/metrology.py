@@ -30,7 +30,13 @@ def nominal_gain(v_ratio, i_ratio_milli):
 
 
 class EnergyRegisters:
-    """Delivered and received active energy (Wh + 0.1 mWh residue); net may be negative."""
+    """Delivered and received active energy (Wh + 0.1 mWh residue); net may be negative.
+
+    FIELDS names every integer that makes up the legal registers, in a fixed order:
+    storage saves and restores exactly these (pack_into / unpack_from), so a register
+    added here is saved without touching storage."""
+
+    FIELDS = ("delivered_wh", "delivered_res", "received_wh", "received_res")
 
     def __init__(self):
         self.delivered_wh = 0
@@ -51,6 +57,24 @@ class EnergyRegisters:
 
     def net_wh(self):
         return self.delivered_wh - self.received_wh
+
+    def pack_into(self, buf, offset):
+        """Write the registers as little-endian signed 64-bit words (8 * len(FIELDS) bytes)."""
+        for name in self.FIELDS:
+            v = getattr(self, name)
+            for i in range(8):
+                buf[offset + i] = (v >> (8 * i)) & 0xFF
+            offset += 8
+
+    def unpack_from(self, buf, offset):
+        for name in self.FIELDS:
+            v = 0
+            for i in range(7, -1, -1):
+                v = (v << 8) | buf[offset + i]
+            if v & (1 << 63):
+                v -= 1 << 64
+            setattr(self, name, v)
+            offset += 8
 
     def delivered_lsb(self):
         """Full resolution, for the optical port: Wh * 10,000 + residue."""
