@@ -14,7 +14,13 @@ tools. Id ranges: 0x01-0x1F metrology and calibration, 0x20-0x2F display, 0x30-0
 demand and load profile, 0x40-0x5F time of use, 0x60-0x7F security, 0x80-0xFF reserved.
 """
 
-from micropython import const
+try:
+    from micropython import const
+except ImportError:  # CPython: host tools and tests read the ids from here
+
+    def const(x):  # type: ignore[misc]
+        return x
+
 
 # --- metrology and calibration (issue 3) ---
 ELEMENTS = const(0x01)  # 1: one element, channel A; 2: 1.5 element, channels A and B
@@ -27,12 +33,20 @@ AVAGAIN = const(0x07)
 BWGAIN = const(0x08)
 BVARGAIN = const(0x09)
 BVAGAIN = const(0x0A)
-PHCALA = const(0x0B)  # ADE7953 phase calibration (sign-magnitude register value)
+PHCALA = const(0x0B)  # fixed PHCAL register value (sign-magnitude), used while PHASE_A_URAD is 0
 PHCALB = const(0x0C)
-V_UV_PER_LSB = const(0x0D)  # VRMS scale, microvolts per LSB; 0 = nominal from the board
-IA_UA_PER_LSB = const(0x0E)  # IRMSA scale, microamps per LSB; 0 = nominal
-IB_UA_PER_LSB = const(0x0F)
-NOLOAD_PERMILLE_START = const(0x10)  # no-load threshold as a share of the starting load (per mille)
+V_NV_PER_LSB = const(0x0D)  # VRMS scale, nanovolts per LSB; 0 = nominal from the board
+IA_NA_PER_LSB = const(0x0E)  # IRMSA scale, nanoamps per LSB; 0 = nominal
+IB_NA_PER_LSB = const(0x0F)
+NOLOAD_PERMILLE_START = const(0x10)  # no-load threshold as a share of the starting load at 120 V (per mille)
+PHASE_A_URAD = const(0x11)  # CT phase error, microradians of extra current lag (calibration); PHCAL per line frequency
+PHASE_B_URAD = const(0x12)
+AWATTOS = const(0x13)  # ADE7953 power offsets (signed register values, 1/512 code); 0 = none
+AVAROS = const(0x14)
+AVAOS = const(0x15)
+BWATTOS = const(0x16)
+BVAROS = const(0x17)
+BVAOS = const(0x18)
 # --- display (issue 6) ---
 DISPLAY_ITEMS = const(0x20)  # bytes: item codes in scroll order (display.py)
 SCROLL_S = const(0x21)  # seconds per item
@@ -45,6 +59,19 @@ DEMAND_INTERVAL_MIN = const(0x30)  # 5, 15, 30 or 60
 DEMAND_SUBINTERVALS = const(0x31)  # 1 = block demand; n > 1 = rolling demand of n sub-intervals
 DEMAND_RESET_LOCKOUT_S = const(0x32)
 LP_INTERVAL_MIN = const(0x33)  # load-profile interval
+# --- time of use (issue 5: tou.py has the rules) ---
+TOU_SEASONS = const(0x40)  # bytes: up to 4 season starts as (month, day) pairs; b"" = one season
+TOU_HOLIDAYS = const(0x41)  # bytes: (year - 2000, month, day) triples; year 0xFF = every year
+TOU_SCHEDULE = const(0x42)  # + 4 * season + day type (0 weekday, 1 Sat, 2 Sun, 3 holiday), to 0x51:
+# bytes, that day's switch points as (hour, minute, tier 0-3) triples; b"" = tier A all day
+# --- security and identity (issue 7: security.py, tables.py) ---
+PW_READER = const(0x60)  # bytes: salt + SHA-256 of the password (security.py); b"" = blank
+PW_PROGRAMMER = const(0x61)
+PW_MASTER = const(0x62)
+LOCKOUT_S = const(0x63)  # seconds the port refuses every password after LOCKOUT_TRIES wrong ones
+LOCKOUT_TRIES = const(0x64)
+SERIAL_NUMBER = const(0x70)  # bytes: ST1 MFG_SERIAL_NUMBER (16 characters)
+DEVICE_ID = const(0x71)  # bytes: ST5 IDENTIFICATION (20 characters, the utility's meter number)
 
 DEFAULTS = (
     (ELEMENTS, 1),
@@ -59,10 +86,18 @@ DEFAULTS = (
     (BVAGAIN, 0),
     (PHCALA, 0),
     (PHCALB, 0),
-    (V_UV_PER_LSB, 0),
-    (IA_UA_PER_LSB, 0),
-    (IB_UA_PER_LSB, 0),
-    (NOLOAD_PERMILLE_START, 500),
+    (V_NV_PER_LSB, 0),
+    (IA_NA_PER_LSB, 0),
+    (IB_NA_PER_LSB, 0),
+    (NOLOAD_PERMILLE_START, 600),
+    (PHASE_A_URAD, 0),
+    (PHASE_B_URAD, 0),
+    (AWATTOS, 0),
+    (AVAROS, 0),
+    (AVAOS, 0),
+    (BWATTOS, 0),
+    (BVAROS, 0),
+    (BVAOS, 0),
     (DISPLAY_ITEMS, b"\x01\x02\x03"),
     (SCROLL_S, 10),
     (SCROLL_MIN_S, 10),
@@ -73,6 +108,31 @@ DEFAULTS = (
     (DEMAND_SUBINTERVALS, 1),
     (DEMAND_RESET_LOCKOUT_S, 60),
     (LP_INTERVAL_MIN, 15),
+    (PW_READER, b""),
+    (PW_PROGRAMMER, b""),
+    (PW_MASTER, b""),
+    (LOCKOUT_S, 60),
+    (LOCKOUT_TRIES, 3),
+    (SERIAL_NUMBER, b""),
+    (DEVICE_ID, b""),
+    (TOU_SEASONS, b""),
+    (TOU_HOLIDAYS, b""),
+    (TOU_SCHEDULE + 0, b""),  # season 0 weekday; then Saturday, Sunday, holiday, season 1 ...
+    (TOU_SCHEDULE + 1, b""),
+    (TOU_SCHEDULE + 2, b""),
+    (TOU_SCHEDULE + 3, b""),
+    (TOU_SCHEDULE + 4, b""),
+    (TOU_SCHEDULE + 5, b""),
+    (TOU_SCHEDULE + 6, b""),
+    (TOU_SCHEDULE + 7, b""),
+    (TOU_SCHEDULE + 8, b""),
+    (TOU_SCHEDULE + 9, b""),
+    (TOU_SCHEDULE + 10, b""),
+    (TOU_SCHEDULE + 11, b""),
+    (TOU_SCHEDULE + 12, b""),
+    (TOU_SCHEDULE + 13, b""),
+    (TOU_SCHEDULE + 14, b""),
+    (TOU_SCHEDULE + 15, b""),
 )
 
 
@@ -90,6 +150,7 @@ def _int_bytes(v):
 
 class Config:
     def __init__(self):
+        self.changes = 0  # counts set() and load(): who caches a setting sees it changed
         self._v = {}
         for key, value in DEFAULTS:
             self._v[key] = value
@@ -103,9 +164,16 @@ class Config:
         if isinstance(self._v[key], int) != isinstance(value, int):
             raise TypeError("setting 0x%02x takes %s" % (key, "an int" if isinstance(self._v[key], int) else "bytes"))
         self._v[key] = value
+        self.changes += 1
 
     def items(self):
         return self._v.items()
+
+    def load(self, blob):
+        """Take every setting from a stored blob (defaults for ids it lacks), in place,
+        so each subsystem holding this Config sees them. Raises ConfigError."""
+        self._v = Config.decode(blob)._v
+        self.changes += 1
 
     def encode(self):
         out = bytearray()

@@ -1,78 +1,298 @@
-"""What the LCD shows: the display list scrolling identifier + value items.
+"""What the LCD shows: a programmable display list of identifier + value items.
 
-The RAM image is rebuilt every refresh without allocation, and only the bytes that
-changed are sent to the HT1621, so a refresh that changes nothing costs nothing.
+    d = display.Display(ht1621.HT1621(cs, wr, data), meter)  # meter: .config .status .energy
+    d.boot()                  # all segments lit until the first item is due
+    d.tick(clock.ticks_ms())  # every poll: scroll when due, draw, re-initialise the chip
+
+Nothing here allocates per refresh. The item table and the rules are comments below: a
+board that compiles this file pays nothing for comments, but several KB of heap for a
+long docstring while it compiles.
 """
+
+# The display list is config.DISPLAY_ITEMS, a byte string of item codes in scroll order;
+# each item stays SCROLL_S seconds (1-30), never less than SCROLL_MIN_S (a communication
+# module may need 10 s). While the status holds an error, "Er nnn" (status.error_code() on
+# 3 digits, alarm sign lit) replaces the list; when the fault clears, the interrupted item
+# comes back for a full scroll time.
+#
+# Item codes, declared here once (a tool that programs DISPLAY_ITEMS sends these bytes):
+#
+# code  item               identifier  value and annunciators
+# 1     delivered energy   DE (TX)     kWh in DISPLAY_DIGITS digits, DISPLAY_DECIMALS of
+#                                      them decimals, leading zeros shown; kWh, delivered arrow
+# 2     received energy    NG (RX)     the same; kWh, received arrow
+# 3     net energy         NT          delivered - received; kWh; the minus sign when negative
+# 4     maximum demand     DM          meter.demand.max_kw_x1000 as kW with 3 decimals
+#                                      ("  7.250"); kW; "------" without a demand subsystem
+# 5     present TOU tier   TR          meter.tou.tier 0-3 as "A".."D" and that tier's T1..T4
+#                                      sign; "------" without a TOU subsystem
+# 6     date               DA          MM.DD.YY (North American order)
+# 7     time               TI          HHMMSS with the colons
+# 8     firmware version   VE          meter.VERSION, "0.1.0" -> "   0.1.0"
+# 9     all-segments test  88          every segment, point and annunciator lit
+#
+# ID_STYLE 0 names the energies DE / NG / NT, 1 names them TX / RX / NT. An energy value
+# rolls over at 10**DISPLAY_DIGITS display units (999999 -> 000000); the register keeps its
+# full value. A code this firmware does not know is skipped; an empty list shows item 1.
+#
+# No allocation per refresh (a refresh runs every poll): the text and RAM images are
+# preallocated, identifiers are bytes, numbers are small ints, and only the RAM bytes that
+# changed go to the HT1621. The one exception: an RTC has no allocation-free read
+# (machine.RTC.datetime() returns a new tuple), so the date and time items read it once
+# when they come on and count seconds on the board clock from there.
+#
+# The HT1621's power-on reset is unreliable: every REINIT_S of board clock the display
+# re-sends the init commands and the whole RAM.
 
 import time
 
+from micropython import const
+
 import config
 import lcd_glyphs as G
+import status
 
-# display item codes (config.DISPLAY_ITEMS)
-ITEM_DELIVERED = 1
-ITEM_RECEIVED = 2
-ITEM_NET = 3
+ITEM_DELIVERED = const(1)
+ITEM_RECEIVED = const(2)
+ITEM_NET = const(3)
+ITEM_MAX_DEMAND = const(4)
+ITEM_TOU_TIER = const(5)
+ITEM_DATE = const(6)
+ITEM_TIME = const(7)
+ITEM_VERSION = const(8)
+ITEM_SEGMENTS = const(9)
+ITEM_LAST = const(9)
+
+REINIT_S = const(60)
+SCROLL_LIMIT_S = const(30)  # the longest programmable scroll time
+
+_REINIT_MS = const(60000)
+_BLANK = const(32)
+_ZERO = const(48)
+_DASH = const(45)
+_DEMAND_DECIMALS = const(3)  # max_kw_x1000: kW with 3 decimals
+_RES_DIGITS = const(4)  # the energy residue counts 0.1 mWh = 1e-4 Wh
+_DATE_DOTS = const(0x0A)  # points after value digits 1 and 3: MM.DD.YY
+
+# Energy identifiers, two bytes each: delivered, received, net for ID_STYLE 0, then 1.
+_ENERGY_IDS = b"DENGNTTXRXNT"
+_ID_DEMAND = b"DM"
+_ID_TIER = b"TR"
+_ID_DATE = b"DA"
+_ID_TIME = b"TI"
+_ID_VERSION = b"VE"
+_ID_ERROR = b"Er"
+_POW10 = (1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000)
 
 
 class Display:
     def __init__(self, lcd, meter):
+        import meter as meter_module  # here, not at the top: meter imports this module
+
         self._lcd = lcd
         self._meter = meter
         self._ram = bytearray(G.RAM_SIZE)
         self._shown = bytearray(G.RAM_SIZE)
         self._text = bytearray(b"        ")
         self._valid = False  # the chip's RAM is unknown until the first full write
-        self.index = 0
+        self.index = -1  # position in the display list (-1: before the first item)
+        self.item = 0  # the list's current item code (0 before the first one)
+        self.error = 0  # the error code shown instead of the list, 0 when the list runs
+        self.reinits = 0
         self._next_scroll = 0
+        self._next_reinit = 0
+        # the RTC as read when a date/time item came on, and the board clock then
+        self._rtc_read = False
+        self._date = bytearray(3)  # month, day, year % 100
+        self._sod = 0  # second of the day
+        self._sod_ticks = 0
+        # the firmware version, laid out once: digits right-aligned, a point after each part
+        self._version = bytearray(b"      ")
+        self._version_dots = 0
+        n = 0
+        for ch in reversed(meter_module.VERSION):
+            if ch == "." and 0 < n < G.N_DIGITS:
+                self._version_dots |= 1 << (G.N_DIGITS - 1 - n)
+            elif "0" <= ch <= "9" and n < G.N_DIGITS:  # a suffix such as "-dev" is left out
+                n += 1
+                self._version[G.N_DIGITS - n] = ord(ch)
+
+    # --- the scroll -------------------------------------------------------------------
 
     def boot(self):
-        self.show_text("  8888  ")
+        # the power-up segment test, until the first tick shows the list
         self.index = -1
-        self._next_scroll = self._meter.clock.ticks_ms()
+        now = self._meter.clock.ticks_ms()
+        self._next_reinit = time.ticks_add(now, _REINIT_MS)
+        self.draw(ITEM_SEGMENTS)
+
+    def scroll_ms(self):
+        # SCROLL_S, at least SCROLL_MIN_S, both within 1-30 s
+        cfg = self._meter.config
+        s = min(max(cfg.get(config.SCROLL_S), 1), SCROLL_LIMIT_S)
+        least = min(max(cfg.get(config.SCROLL_MIN_S), 1), SCROLL_LIMIT_S)
+        return max(s, least) * 1000
 
     def tick(self, now):
-        """Advance the scroll when due, then draw the current item."""
-        cfg = self._meter.config
-        items = cfg.get(config.DISPLAY_ITEMS)
-        if time.ticks_diff(now, self._next_scroll) >= 0:
-            self.index = (self.index + 1) % len(items)
-            scroll_s = max(cfg.get(config.SCROLL_S), cfg.get(config.SCROLL_MIN_S))
-            self._next_scroll = time.ticks_add(now, scroll_s * 1000)
-        self.draw(items[self.index])
+        """Every poll: re-initialise the chip when due, scroll when due, draw."""
+        if time.ticks_diff(now, self._next_reinit) >= 0:
+            self._next_reinit = time.ticks_add(now, _REINIT_MS)
+            self.reinits += 1
+            self._lcd.reinit()
+            self._valid = False  # the render below sends all 16 bytes
+        code = self._meter.status.error_code()
+        if code:
+            self.error = code
+            self._ident(_ID_ERROR)
+            self._number(code, 3, 3)
+            self._render(G.ANN_ALM)
+            return
+        scroll = self.scroll_ms()
+        if self.error or self.index < 0:
+            # the first item after boot, or the fault has cleared: a full scroll time from now
+            if self.index < 0:
+                self._advance()
+            self.error = 0
+            self._next_scroll = time.ticks_add(now, scroll)
+        elif time.ticks_diff(now, self._next_scroll) >= 0:
+            self._advance()
+            # from the last deadline, not from now: a poll is late by its bus time
+            self._next_scroll = time.ticks_add(self._next_scroll, scroll)
+            if time.ticks_diff(now, self._next_scroll) >= 0:
+                self._next_scroll = time.ticks_add(now, scroll)  # fell behind: resync
+        self.draw(self.item, now)
 
-    def draw(self, item):
-        e = self._meter.energy
-        dots = G.dot_after(1)
-        if item == ITEM_DELIVERED:
-            self.show_value("DE", e.delivered_wh // 100, G.ANN_KWH | G.ANN_DEL, dots)
-        elif item == ITEM_RECEIVED:
-            self.show_value("RX", e.received_wh // 100, G.ANN_KWH | G.ANN_REC, dots)
-        elif item == ITEM_NET:
-            net = e.net_wh()
-            tenths = net // 100 if net >= 0 else -((-net) // 100)
-            self.show_value("NT", tenths, G.ANN_KWH, dots)
+    def _advance(self):
+        items = self._meter.config.get(config.DISPLAY_ITEMS)
+        n = len(items)
+        self._rtc_read = False
+        for _ in range(n):
+            self.index = (self.index + 1) % n
+            if ITEM_DELIVERED <= items[self.index] <= ITEM_LAST:
+                self.item = items[self.index]
+                return
+        self.index = 0
+        self.item = ITEM_DELIVERED
 
-    def show_value(self, ident, value, ann, dots=0):
-        """ident: 2 characters; value: an int shown on 6 digits (rolling over 999999 to
-        000000; a negative value lights the minus annunciator); dots: lcd_glyphs mask."""
-        if value < 0:
-            value = -value
-            ann |= G.ANN_NEG
+    # --- items ------------------------------------------------------------------------
+
+    def draw(self, item, now=0):
+        """Draw one item now (now: the board's ticks_ms, for the time item)."""
+        m = self._meter
         t = self._text
-        t[0] = ord(ident[0])
-        t[1] = ord(ident[1])
-        v = value % 1000000
-        for i in range(7, 1, -1):
-            t[i] = 48 + v % 10
-            v //= 10
+        ann = G.ANN_BAT if m.status.bits & status.LOW_BATTERY else 0
+        dots = 0
+        if ITEM_DELIVERED <= item <= ITEM_NET:
+            self._draw_energy(item, ann)
+            return
+        if item == ITEM_MAX_DEMAND or item == ITEM_TOU_TIER:
+            source = getattr(m, "demand" if item == ITEM_MAX_DEMAND else "tou", None)
+            self._ident(_ID_DEMAND if item == ITEM_MAX_DEMAND else _ID_TIER)
+            if source is None:
+                for i in range(2, G.N_CHARS):
+                    t[i] = _DASH
+            elif item == ITEM_MAX_DEMAND:
+                self._number(source.max_kw_x1000, G.N_DIGITS, _DEMAND_DECIMALS + 1)
+                dots = G.dot_after(_DEMAND_DECIMALS)
+            else:
+                self._number(0, 0, 0)
+                t[7] = 65 + (source.tier & 3)  # "A".."D"
+                ann |= G.ANN_T1 << (source.tier & 3)
+            if item == ITEM_MAX_DEMAND:
+                ann |= G.ANN_KW
+        elif item == ITEM_DATE or item == ITEM_TIME:
+            if not self._rtc_read:
+                # machine.RTC order: year, month, day, weekday, hours, minutes, seconds, subseconds
+                dt = m.board.rtc.datetime()
+                self._date[0] = dt[1]
+                self._date[1] = dt[2]
+                self._date[2] = dt[0] % 100
+                self._sod = dt[4] * 3600 + dt[5] * 60 + dt[6]
+                self._sod_ticks = now
+                self._rtc_read = True
+            if item == ITEM_DATE:
+                self._ident(_ID_DATE)
+                self._pairs(self._date[0], self._date[1], self._date[2])
+                dots = _DATE_DOTS
+            else:
+                sod = (self._sod + time.ticks_diff(now, self._sod_ticks) // 1000) % 86400
+                self._ident(_ID_TIME)
+                self._pairs(sod // 3600, sod // 60 % 60, sod % 60)
+                ann |= G.ANN_COL
+        elif item == ITEM_VERSION:
+            self._ident(_ID_VERSION)
+            for i in range(G.N_DIGITS):
+                t[2 + i] = self._version[i]
+            dots = self._version_dots
+        else:  # the all-segments test
+            for i in range(G.N_CHARS):
+                t[i] = 56  # "8"
+            ann = G.ANN_ALL
+            dots = G.DOTS_ALL
         self._render(ann, dots)
 
-    def show_text(self, text, ann=0):
+    def _draw_energy(self, item, ann):
+        m = self._meter
+        e = m.energy
+        self._ident(_ENERGY_IDS, (6 if m.config.get(config.ID_STYLE) == 1 else 0) + 2 * (item - ITEM_DELIVERED))
+        digits = min(max(m.config.get(config.DISPLAY_DIGITS), 1), G.N_DIGITS)
+        decimals = min(max(m.config.get(config.DISPLAY_DECIMALS), 0), digits - 1)
+        ann |= G.ANN_KWH
+        if item == ITEM_DELIVERED:
+            wh, res = e.delivered_wh, e.delivered_res
+            ann |= G.ANN_DEL
+        elif item == ITEM_RECEIVED:
+            wh, res = e.received_wh, e.received_res
+            ann |= G.ANN_REC
+        else:
+            wh = e.delivered_wh - e.received_wh
+            res = e.delivered_res - e.received_res
+            if res < 0:
+                wh -= 1
+                res += 10000
+            if wh < 0:  # |net|, truncated toward zero as the registers are, and the minus sign
+                ann |= G.ANN_NEG
+                wh = -wh - 1 if res else -wh
+                res = 10000 - res if res else 0
+        # wh + res / 10000 Wh in display units of 10**-decimals kWh, rolled over at 10**digits
+        if decimals <= 3:
+            value = (wh % _POW10[digits + 3 - decimals]) // _POW10[3 - decimals]
+        else:
+            x = decimals - 3  # digits below 1 Wh come from the residue
+            value = (wh % _POW10[digits - x]) * _POW10[x] + res // _POW10[_RES_DIGITS - x]
+        if not value:
+            ann &= ~G.ANN_NEG  # a net that shows as zero shows no minus sign
+        self._number(value, digits, digits)
+        self._render(ann, G.dot_after(decimals))
+
+    # --- text ---------------------------------------------------------------------------
+
+    def _ident(self, ids, at=0):
+        self._text[0] = ids[at]
+        self._text[1] = ids[at + 1]
+
+    def _number(self, value, digits, shown):
+        # value's last `digits` digits right-aligned in the 6 value characters (so it rolls
+        # over at 10**digits), zeros shown in the last `shown` places, blanks to the left
         t = self._text
-        for i in range(8):
-            t[i] = ord(text[i]) if i < len(text) else 32
-        self._render(ann)
+        v = value % _POW10[digits]
+        for place in range(G.N_DIGITS):
+            if place < digits and (v or place < shown):
+                t[7 - place] = _ZERO + v % 10
+                v //= 10
+            else:
+                t[7 - place] = _BLANK
+
+    def _pairs(self, a, b, c):
+        t = self._text
+        t[2] = _ZERO + a // 10 % 10
+        t[3] = _ZERO + a % 10
+        t[4] = _ZERO + b // 10
+        t[5] = _ZERO + b % 10
+        t[6] = _ZERO + c // 10
+        t[7] = _ZERO + c % 10
+
+    # --- the chip -------------------------------------------------------------------------
 
     def _render(self, ann, dots=0):
         G.encode_into(self._ram, self._text, dots, ann)
@@ -94,7 +314,13 @@ class Display:
         shown[:] = ram
 
     def reinit(self):
-        """Re-send the controller set-up and the whole RAM (its power-on reset is unreliable)."""
+        """Re-send the chip's set-up and the whole RAM image now (tick() does it every REINIT_S)."""
         self._lcd.reinit()
-        self._valid = False
-        self._render(0)
+        self._lcd.write(self._ram)
+        self._shown[:] = self._ram
+        self._valid = True
+
+    @property
+    def ram(self):
+        """The 16-byte RAM image last sent to the chip (what the glass shows)."""
+        return self._shown

@@ -15,6 +15,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -74,6 +75,52 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_progress_open = False  # a progress line without its newline yet
+
+
+def _progress_bar(done: int, total: int, name: str) -> None:
+    global _progress_open
+    _progress_open = done != total
+    width = 30
+    filled = width * done // max(total, 1)
+    end = "\n" if done == total else ""
+    bar = "#" * filled + "." * (width - filled)
+    print(f"\r  [{bar}] {done}/{total} {name:<16}", end=end, file=sys.stderr, flush=True)
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    from host_tools import flash
+    from host_tools.c1218 import C1218Error, Client, Timeouts
+
+    files = flash.plan(args.board, compile=args.compile)
+    kind = "compiled .mpy" if args.compile else "source"
+    print(f"flashing {len(files)} files ({kind}, board {args.board}) to {args.port} with {args.tool}", file=sys.stderr)
+    flash.flash(args.port, files, tool=args.tool, progress=_progress_bar, timeout=args.timeout)
+    flash.verify(args.port, files, tool=args.tool, timeout=args.timeout)
+    print(f"verified: {len(files)} files match by sha256", file=sys.stderr)
+    out = flash.soft_reboot(args.port, timeout=args.timeout)
+    if "Traceback" in out:
+        raise flash.FlashError("the firmware failed at boot:\n" + out.strip())
+    if args.optical:
+        deadline = time.monotonic() + args.timeout
+        while True:
+            try:
+                with Client.open(args.optical, timeouts=Timeouts(ack=1.0, response=1.0)) as client:
+                    std, ver, rev = client.identify()
+                break
+            except C1218Error:
+                if time.monotonic() > deadline:
+                    said = flash.console_tail(args.port)
+                    hint = f"; its console says:\n{said}" if said else ""
+                    raise flash.FlashError(
+                        f"the meter does not answer on {args.optical} after the reboot{hint}"
+                    ) from None
+        print(f"the meter answers on the optical port (C12.18 version {ver}.{rev})", file=sys.stderr)
+    else:
+        print("rebooted into main.py (give --optical PORT to check the meter answers)", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from host_tools.demo import run_demo
 
@@ -95,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hz", type=_positive(float, "--hz"), default=60.0)
     s.set_defaults(func=cmd_sim)
 
+    f = sub.add_parser("flash", help="copy the firmware and the board's board.py to a board, verify, reboot")
+    f.add_argument("--board", required=True, choices=("pico", "esp32", "sim"))
+    f.add_argument("--port", required=True, help="the board's USB console (REPL) port")
+    f.add_argument("--tool", choices=("mpremote", "ampy"), default="mpremote")
+    f.add_argument("--compile", action="store_true", help="send .mpy files built by mpy-cross for the board")
+    f.add_argument("--optical", metavar="PORT", help="check the meter answers on this optical port afterwards")
+    f.add_argument("--timeout", type=_positive(float, "--timeout"), default=30.0, help="seconds per step (default 30)")
+    f.set_defaults(func=cmd_flash)
+
     d = sub.add_parser("demo", help="benchtop demo on the simulated board (bounded, exits 0)")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=cmd_demo)
@@ -112,10 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_FAILED
     except Exception as exc:  # a failure the user can act on: one line, no traceback
+        from host_tools.c1218 import C1218Error
+        from host_tools.flash import FlashError
         from host_tools.sim import SimError
 
-        if isinstance(exc, (SimError, OSError)):
-            print(f"meterctl: {exc}", file=sys.stderr)
+        if isinstance(exc, (SimError, FlashError, C1218Error, OSError)):
+            print(("\n" if _progress_open else "") + f"meterctl: {exc}", file=sys.stderr)
             return EXIT_FAILED
         raise
 

@@ -21,7 +21,7 @@ DAY = (
     ("midday, solar exporting", 240.0, -15.0, 1.0, 4.0),
     ("evening, cooking and EV", 240.0, 28.0, 0.98, 3.0),
 )
-ITEMS = ("DE", "RX", "NT")
+ITEMS = ("DE", "NG", "NT")  # display.py, ID_STYLE 0
 
 
 def _lcd_value(board) -> tuple[str, float, str]:
@@ -79,10 +79,10 @@ def run_demo(args: argparse.Namespace) -> int:
         shown = _read_lcd_items(board)
         true_kwh = {
             "DE": truth["delivered"] / 1000,
-            "RX": truth["received"] / 1000,
+            "NG": truth["received"] / 1000,
             "NT": (truth["delivered"] - truth["received"]) / 1000,
         }
-        names = {"DE": "delivered (import)", "RX": "received (export)", "NT": "net"}
+        names = {"DE": "delivered (import)", "NG": "received (export)", "NT": "net"}
         print("\n  register              LCD (kWh)   truth (kWh)   difference")
         for item in ITEMS:
             lcd = shown.get(item, float("nan"))

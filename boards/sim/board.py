@@ -21,9 +21,10 @@ import time
 import simwire as W
 from micropython import const
 
-_OUT_SIZE = const(4096)
+_OUT_SIZE = const(2048)
 _IN_SIZE = const(1024)
 _EPOCH_2000_IN_1970 = const(946684800)
+_WIRE_TICKS_MASK = const((1 << 30) - 1)  # the reply header carries ticks modulo 2**30
 
 
 class _Link:
@@ -56,7 +57,7 @@ class _Link:
         if plen + 6 > _OUT_SIZE:
             raise ValueError("sim op too large")
         n = self._n
-        if n + 3 + plen > _OUT_SIZE - 3:  # always leave room for the SYNC that flushes
+        if op != W.OP_SYNC and n + 3 + plen > _OUT_SIZE - 3:  # always leave room for the SYNC that flushes
             self.call(W.OP_SYNC, 0)
             n = 0
         o = self._out
@@ -89,8 +90,13 @@ class _Link:
         if self._sock.readinto(h) != W.REPLY_HEADER:
             raise OSError(5)  # EIO: the host went away (the board lost power)
         n = h[0] | h[1] << 8
-        self.ms = h[2] | h[3] << 8 | h[4] << 16 | h[5] << 24
-        self.us = h[6] | h[7] << 8 | h[8] << 16 | h[9] << 24
+        # The host sends the clock wrapped at 2**30, but the unix port's ticks period is
+        # 2**62 (a 64-bit build): time.ticks_diff() would break at each wrap (ticks_us every
+        # 1,074 s). Unwrapped here, the ticks stay small ints on this port and never wrap.
+        ms = h[2] | h[3] << 8 | h[4] << 16 | h[5] << 24
+        us = h[6] | h[7] << 8 | h[8] << 16 | h[9] << 24
+        self.ms += (ms - self.ms) & _WIRE_TICKS_MASK
+        self.us += (us - self.us) & _WIRE_TICKS_MASK
         self.rtc = h[10] | h[11] << 8 | h[12] << 16 | h[13] << 24
         self.flags = h[14]
         self.rx_waiting = h[15] | h[16] << 8

@@ -11,8 +11,9 @@ bytes) ride along with the next synchronous op, which the host answers with one 
     reply: payload length (2) | ticks_ms (4) | ticks_us (4) | rtc seconds since 2000 (4)
            | flags (1) | optical bytes waiting (2) | payload
 
-ticks_ms and ticks_us are the virtual clock wrapped to MicroPython's ticks period
-(2**30), so time.ticks_diff() works on them and they stay small ints (no allocation).
+ticks_ms and ticks_us travel modulo 2**30; boards/sim/board.py unwraps them, because the
+unix port's ticks period is 2**62 (time.ticks_diff() would break at a 2**30 wrap) and
+there they stay small ints (no allocation).
 """
 
 try:

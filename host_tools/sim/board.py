@@ -26,12 +26,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from host_tools.repo import board_files, firmware_files
 from host_tools.sim.console import Console
 from host_tools.sim.server import EPOCH_2000, Server, VirtualHardware
 
 DEFAULT_START = "2026-01-05T00:00:00"  # a Monday
-DEFAULT_HEAP_KB = 90  # the ESP32 without PSRAM: the smallest heap of a supported board
+# The heap the VM gets. The unix port is a 64-bit build: object slots are 8 bytes instead of
+# a board's 4, and importing the firmware takes about 2.3x its .mpy size here. The whole
+# firmware (about 75 KB of .mpy) takes about 150 KB of this heap after boot, so 256 KB
+# leaves room for sessions and fragmentation. On a board, that much bytecode fits the
+# Pico's ~210 KB heap but not an ESP32's ~90 KB without frozen modules (boards/sim/README.md).
+DEFAULT_HEAP_KB = 256
 BOOT_SECONDS = 1.0  # virtual time power_on() gives the firmware to bring its chips up
 
 # The simulated board's imperfections: an uncalibrated meter is visibly wrong and, without
@@ -70,6 +74,7 @@ class SimBoard:
         speed: float = 0.0,
         heap_kb: int = DEFAULT_HEAP_KB,
         flash: bool = True,
+        compile: bool = True,
         rtc: str = "battery",
         start_time: str | _dt.datetime = DEFAULT_START,
         optical_pacing: bool = False,
@@ -85,6 +90,7 @@ class SimBoard:
         self.speed = speed
         self.heap_kb = heap_kb
         self.flash = flash
+        self.compile = compile  # flash .mpy, as `meterctl flash --compile` does for a board
         self.rtc = rtc
         self.start_time = start_time
         self.optical_pacing = optical_pacing
@@ -114,8 +120,12 @@ class SimBoard:
         fs = self.state_dir / "fs"
         fs.mkdir(exist_ok=True)
         if self.flash:
-            for f in firmware_files() + board_files("sim"):
-                shutil.copyfile(f, fs / f.name)
+            from host_tools.flash import plan
+
+            for old in fs.glob("*.*py"):
+                old.unlink()
+            for f in plan("sim", compile=self.compile):
+                (fs / f.name).write_bytes(f.data)
         saved = self._load_state()
         self._sock_dir = tempfile.mkdtemp(prefix="msim")  # sun_path is short: keep it in /tmp
         sock = str(Path(self._sock_dir) / "hw.sock")
@@ -230,14 +240,26 @@ class SimBoard:
         """Seconds of virtual time since the board was made."""
         return self._hw().vt_us / 1e6
 
-    def power_off(self, sag_ms: float | None = None, during_write: bool = False) -> None:
+    def power_off(
+        self, sag_ms: float | None = None, during_write: bool = False, after_i2c_bytes: int | None = None
+    ) -> None:
         """Cut the power now; or raise the sag warning (the ADE7953 SAG interrupt, if the
         firmware enabled it) and cut `sag_ms` of virtual time later (the hold-up); or,
-        with during_write, cut in the middle of the next EEPROM write cycle."""
+        with during_write, cut in the middle of the next EEPROM write cycle; or, with
+        after_i2c_bytes=n, right after the n-th byte (address bytes included) of the next
+        EEPROM page write (n = its length: just after STOP, tearing the page). With
+        sag_ms too, the cut comes at that byte or at the end of the hold-up, whichever is
+        first. Without sag_ms, during_write and after_i2c_bytes return at once: the cut
+        happens in a later run()."""
         hw = self._hw()
         with hw.cv:
             if not hw.powered:
                 return
+            if after_i2c_bytes is not None:
+                hw.cut_after_i2c_bytes = after_i2c_bytes
+                hw.cv.notify_all()
+                if sag_ms is None:
+                    return
             if during_write:
                 hw.cut_on_write = True
                 hw.cv.notify_all()
@@ -263,6 +285,8 @@ class SimBoard:
             hw.power_on()
             self._tb_seen = len(con.tracebacks)
         con.power_on()
+        if not (con.fs_dir / "main.py").exists():
+            return  # a blank board (MicroPython but no firmware yet) waits at its REPL
         self._wait(lambda: hw.hello_count > hellos, what="the firmware to start")
         if boot_seconds:
             self.run(boot_seconds)

@@ -2,8 +2,10 @@
 behaves like a board's, so mpremote and ampy work unchanged (no `resume` needed).
 
 The unix port differs from a board in three ways, and this relay evens them out:
-- Ctrl-C is only a byte to a running script: the relay also sends SIGINT, which the
-  VM turns into KeyboardInterrupt (at a prompt SIGINT is harmless).
+- Ctrl-C is only a byte to a script the unix port runs from a raw terminal: the VM's
+  pseudo-terminal is made its controlling terminal and mp_boot.py turns ISIG on, so the
+  kernel turns Ctrl-C into SIGINT (KeyboardInterrupt) while code runs, and the REPL's
+  own raw mode turns it back into a byte at a prompt, exactly as in a terminal.
 - Ctrl-D (a soft reset) makes the unix port exit: the relay starts a new VM and prints
   "MPY: soft reboot", in raw REPL mode if the reset came from the raw REPL (boot only,
   as a board does), otherwise running main.py.
@@ -12,12 +14,14 @@ The unix port differs from a board in three ways, and this relay evens them out:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import select
 import signal
 import subprocess
 import sys
+import termios
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +33,12 @@ FRIENDLY_PROMPT = b">>> "
 TRACEBACK = b"Traceback (most recent call last):"
 LOG_LIMIT = 256 * 1024
 BOOT_SCRIPT = Path(__file__).with_name("mp_boot.py")
+
+
+def _take_controlling_tty() -> None:
+    """In the child, before exec: its stdin pty becomes its controlling terminal, so the
+    kernel can send it SIGINT for a Ctrl-C (only async-signal-safe work here)."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def micropython_binary() -> Path:
@@ -85,6 +95,7 @@ class Console:
             env=env,
             close_fds=True,
             start_new_session=True,
+            preexec_fn=_take_controlling_tty,
         )
         os.close(slave)
         os.set_blocking(master, False)
@@ -166,11 +177,6 @@ class Console:
         if self._booting_raw:
             self._pending_input += data
             return
-        if b"\x03" in data and self.proc is not None and not self.at_prompt:
-            try:
-                os.kill(self.proc.pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
         self._to_vm(data)
 
     def _to_vm(self, data: bytes) -> None:

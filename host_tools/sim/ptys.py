@@ -24,6 +24,7 @@ class Pty:
         self.path = os.ttyname(self._slave)
         os.set_blocking(self.master, False)
         self._closed = False
+        self._stalled = False
 
     def read(self, n: int = 4096) -> bytes:
         try:
@@ -36,15 +37,18 @@ class Pty:
             raise
 
     def write(self, data: bytes, timeout: float = 1.0) -> int:
-        """Write all of data unless nobody reads for `timeout` s (then drop the rest,
-        as an IR LED shines into the void when no probe is there)."""
+        """Write all of data unless nobody reads for `timeout` s: then drop the rest, as
+        an IR LED shines into the void when no probe is there, and drop at once from then
+        on until a reader takes bytes again (an unread port must not slow the board)."""
         done = 0
-        end = time.monotonic() + timeout
+        end = time.monotonic() + (0.0 if self._stalled else timeout)
         while done < len(data):
             try:
                 done += os.write(self.master, data[done:])
+                self._stalled = False
             except BlockingIOError:
                 if time.monotonic() > end:
+                    self._stalled = True
                     break
                 time.sleep(0.001)
         return done

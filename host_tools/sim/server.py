@@ -70,6 +70,7 @@ class VirtualHardware:
         self.powered = False
         self.cut_at_us: int | None = None
         self.cut_on_write = False
+        self.cut_after_i2c_bytes: int | None = None  # cut the next EEPROM write after this many bytes
         self.on_cut: Callable[[], None] | None = None
         self.sleeping = False
         self.closed = False
@@ -153,6 +154,7 @@ class VirtualHardware:
         self.powered = True
         self.cut_at_us = None
         self.cut_on_write = False
+        self.cut_after_i2c_bytes = None
         self.source.line_live = True
         self._apply_source()
         self.ade.power_up()
@@ -169,6 +171,7 @@ class VirtualHardware:
         self.powered = False
         self.cut_at_us = None
         self.cut_on_write = False
+        self.cut_after_i2c_bytes = None
         self.eeprom.power_cut(self.vt_us / 1e6)
         self.ade.power_down()
         self.source.line_live = False
@@ -267,8 +270,17 @@ class VirtualHardware:
         return None
 
     def _i2c_write(self, addr: int, stop: bool, data: bytes) -> bytes:
-        self.spend(W.I2C_US_OVERHEAD + W.I2C_US_PER_BYTE * (len(data) + 1))
         dev = self._i2c_target(addr)
+        n = self.cut_after_i2c_bytes
+        if n is not None and dev is not None and stop and len(data) > 2 and n <= len(data):
+            # The supply dies after the n-th byte (memory address bytes count): with fewer than
+            # all of them no STOP comes and the part programs nothing; with all of them the
+            # write cycle has just started, and the cut tears its page.
+            self.spend(W.I2C_US_OVERHEAD + W.I2C_US_PER_BYTE * (n + 1))
+            dev.i2c_write(data[:n], n == len(data), self.vt_us / 1e6)
+            self.cut()
+            raise PowerCut()
+        self.spend(W.I2C_US_OVERHEAD + W.I2C_US_PER_BYTE * (len(data) + 1))
         if dev is None:
             return bytes([W.I2C_STATUS_NAK])
         now = self.vt_us / 1e6

@@ -1,0 +1,237 @@
+"""Boot-time work of billing.py: the configuration read, the state record restored, the
+power-up rules applied.
+
+    import powerup
+    powerup.boot(billing)             # billing.Billing.boot() does this
+    powerup.reconfigure(billing, t)   # when config.Config.changes moved
+
+billing.py imports this module for the call and drops it from sys.modules afterwards: this
+code is in RAM only while it runs (at boot, and when the configuration changes).
+"""
+
+# Power-up rules (firmware/README.md, "Demand, time of use and logs: the rules"):
+# - The last known time is the newer of the state record's and the register record's
+#   stamps. An RTC that reads earlier than that lost its time (a Pico's RTC has no
+#   battery; a flat battery elsewhere): it is set back to the last known time and the
+#   clock is invalid (ST3 CLOCK_ERROR) until a time is set; the outage's length is then
+#   unknown. An RTC at or after the last known time kept running: the outage lasted the
+#   difference, and the clock is as valid as it was before the cut. A first boot (no state
+#   record) trusts an RTC that reads 2024 or later.
+# - Log POWER_DOWN stamped with the last known time and POWER_UP stamped now (data: the
+#   outage in seconds, 0xFFFFFFFF unknown); set ST3 POWER_FAILURE (latched: the clear
+#   standard status procedure clears it).
+# - An outage that ends inside the demand sub-interval it began in does not end it; one
+#   that ends inside its load-profile interval does not end that (flagged POWER_OUTAGE).
+#   Otherwise demand ends the interval as a partial one stamped with the power-down time,
+#   and the load profile records it at its aligned end with POWER_OUTAGE | PARTIAL, then
+#   starts a partial interval at power-up (POWER_OUTAGE too); the intervals the outage
+#   covered are filled with zero POWER_OUTAGE entries while they fit in the open block.
+#   Rolling demand's window is RAM: it restarts empty.
+# - After an outage longer than MAX_OUTAGE_S (24 h), or of unknown length, demand is
+#   suspended until a time is set (DEMAND_SUSPENDED logged); a 2-hour outage is not.
+#   Suspension survives further power cuts (a state flag).
+# - Tiers: what the registers gained since the last tier change goes to the tier in force
+#   then; if the registers came back older than the tiers' base (a torn register write),
+#   the difference is taken back from that tier (then the others), so the tiers still sum
+#   to the totals. Then the tier for the time now is taken.
+# - A configuration value out of range is replaced by its default and sets ST3
+#   CONFIGURATION_ERROR (cleared when the configuration is good again).
+
+from micropython import const
+
+import config
+import demand
+import events
+import loadprofile as L
+import status
+import timekeeping as tk
+import tou as T
+from billing import CLOCK_VALID, LAYOUT, SUSPENDED, UNKNOWN, u32
+
+MAX_OUTAGE_S = const(86400)
+
+
+def _switches(raw):
+    """A day's (minute of day, tier) switch points, sorted; None if malformed."""
+    if len(raw) % 3:
+        return None
+    out = []
+    for i in range(0, len(raw), 3):
+        h, m, tier = raw[i], raw[i + 1], raw[i + 2]
+        if h > 23 or m > 59 or tier >= T.NBR_TIERS:
+            return None
+        out.append((h * 60 + m, tier))
+    out.sort()
+    return out
+
+
+def _tou(tu, cfg):
+    """The TOU schedule from the configuration; False if a setting was malformed (it is
+    then ignored: no seasons, no holidays or an all-A day)."""
+    ok = True
+    raw = cfg.get(config.TOU_SEASONS)
+    seasons = []
+    if len(raw) % 2 or len(raw) > 2 * T.NBR_SEASONS:
+        ok = False
+    else:
+        for i in range(0, len(raw), 2):
+            if not 1 <= raw[i] <= 12 or not 1 <= raw[i + 1] <= 31:
+                ok = False
+                seasons = []
+                break
+            seasons.append((raw[i], raw[i + 1]))
+    seasons.sort()
+    tu.seasons = seasons
+    raw = cfg.get(config.TOU_HOLIDAYS)
+    holidays = []
+    if len(raw) % 3:
+        ok = False
+    else:
+        for i in range(0, len(raw), 3):
+            y = raw[i]
+            holidays.append((y if y == T.EVERY_YEAR else 2000 + y, raw[i + 1], raw[i + 2]))
+    tu.holidays = holidays
+    for k in range(T.NBR_SEASONS * 4):
+        sw = _switches(cfg.get(config.TOU_SCHEDULE + k))
+        if sw is None:
+            ok = False
+            sw = []
+        tu.schedules[k] = sw
+    return ok
+
+
+def configure(b):
+    """Apply the demand, load-profile and TOU settings; True if all were usable."""
+    cfg = b.meter.config
+    get = cfg.get
+    minutes, subs = get(config.DEMAND_INTERVAL_MIN), get(config.DEMAND_SUBINTERVALS)
+    ok = minutes in demand.INTERVALS_MIN and subs >= 1 and minutes % subs == 0  # whole-minute subs
+    if not ok:
+        minutes, subs = 15, 1
+    b.demand.setup(minutes, subs, max(get(config.DEMAND_RESET_LOCKOUT_S), 0))
+    minutes = get(config.LP_INTERVAL_MIN)
+    if minutes not in demand.INTERVALS_MIN:
+        ok = False
+        minutes = 15
+    b.load_profile.interval_s = minutes * 60
+    ok = _tou(b.tou, cfg) and ok
+    st = b.meter.status
+    if not ok:
+        st.set(status.CONFIGURATION_ERROR)
+    elif b.cfg_bad:
+        st.clear(status.CONFIGURATION_ERROR)
+    b.cfg_bad = not ok
+    b.cfg_seen = getattr(cfg, "changes", 0)
+    return ok
+
+
+def reconfigure(b, t):
+    """The configuration changed while running: log it (data: its CRC-32); a new demand or
+    load-profile interval length ends the running one (partial) and starts one at t."""
+    import binascii
+
+    d, lp = b.demand, b.load_profile
+    was = (d.interval_s, d.subs, lp.interval_s)
+    configure(b)
+    b.events.record(events.EV_CONFIG_CHANGED, u32(binascii.crc32(b.meter.config.encode())), t=t)
+    if (d.interval_s, d.subs) != was[:2]:
+        d.close(t, b.tou.tier)
+        d.restart(t)
+    if lp.interval_s != was[2]:
+        lp.close(L.PARTIAL)
+        lp.start(t, L.PARTIAL)
+    b.tou.switch(t)
+    b.save(t)
+
+
+def _unpack(b, buf):
+    lay = LAYOUT
+    off = 0
+    for f in range(0, len(lay), 4):
+        n = lay[f + 3]
+        v = 0
+        for k in range(n - 1, -1, -1):
+            v = (v << 8) | buf[off + k]
+        obj = b.parts[lay[f]]
+        if lay[f + 2] >= 0:
+            getattr(obj, lay[f + 1])[lay[f + 2]] = v
+        else:
+            setattr(obj, lay[f + 1], v)
+        off += n
+    lp = b.load_profile
+    lp.block[:] = buf[off : off + len(lp.block)]
+    tu = b.tou
+    tu.current_tier = tu.tier
+    tu.folded_del[3] = tu.base_del - tu.folded_del[0] - tu.folded_del[1] - tu.folded_del[2]
+    tu.folded_rec[3] = tu.base_rec - tu.folded_rec[0] - tu.folded_rec[1] - tu.folded_rec[2]
+
+
+def _settle(tu, e):
+    """Registers restored older than the tiers' base: take the difference back."""
+    pairs = ((tu.folded_del, e.delivered_wh, "base_del"), (tu.folded_rec, e.received_wh, "base_rec"))
+    for folded, total, name in pairs:
+        short = getattr(tu, name) - total
+        if short > 0:
+            for k in range(T.NBR_TIERS):
+                i = (tu.tier + k) % T.NBR_TIERS
+                take = min(short, folded[i])
+                folded[i] -= take
+                short -= take
+            setattr(tu, name, total)
+
+
+def _begin(clk, last, was_valid):
+    """(time now, valid, outage seconds or -1) from the RTC and the last known time."""
+    t = clk.read_rtc()
+    if last <= 0:  # a first boot
+        return t, t >= tk.EARLIEST_VALID, 0
+    if t >= last:
+        return t, was_valid, t - last
+    clk.write_rtc(last)  # the RTC lost its time: restart from the last known
+    return last, False, -1
+
+
+def boot(b, _t=0):
+    """Restore the state record and apply the power-up rules (the comment above)."""
+    now_ms = b.meter.board.clock.ticks_ms()
+    configure(b)
+    d, lp, tu, clk, log = b.demand, b.load_profile, b.tou, b.clock, b.events
+    payload = b.state.read(0)
+    if payload is not None:
+        _unpack(b, payload)
+    last = max(b.saved_at, clk.last_known)
+    t, valid, outage = _begin(clk, last, bool(b.flags & CLOCK_VALID))
+    clk.start(t, valid, now_ms)
+    b.outage_s = outage
+    invalid = 0 if valid else L.CLOCK_INVALID
+    if payload is None:  # a first boot, or every state record lost: nothing to close
+        newest = lp.log.ring.read(0)  # the load profile's numbering goes on after its newest block
+        if newest is not None:
+            lp.next_seq = (newest[4] | newest[5] << 8 | newest[6] << 16) + (newest[3] >> 3)
+        d.restart(t)
+        lp.start(t, (L.PARTIAL if t % lp.interval_s else 0) | invalid)
+        d.suspended = not valid
+    else:
+        log.record(events.EV_POWER_DOWN, t=last)
+        b.meter.status.set(status.POWER_FAILURE)
+        _settle(tu, b.meter.metrology.energy)
+        d.suspended = bool(b.flags & SUSPENDED)
+        d.due = (d.start_time // d.sub_s + 1) * d.sub_s
+        d.forget()  # the rolling window was in RAM
+        if t >= d.due:
+            d.close(last, tu.tier)
+            d.restart(t)
+        lp.due = (b.saved_at // lp.interval_s + 1) * lp.interval_s
+        if t < lp.due:
+            lp.flags |= L.POWER_OUTAGE | invalid
+        else:
+            lp.close(L.POWER_OUTAGE | L.PARTIAL)
+            lp.start(t, L.POWER_OUTAGE | L.PARTIAL | invalid)
+        if not d.suspended and (outage < 0 or outage > MAX_OUTAGE_S):
+            d.suspended = True
+            log.record(events.EV_DEMAND_SUSPENDED, u32(UNKNOWN if outage < 0 else outage), t=t)
+    log.record(events.EV_POWER_UP, u32(UNKNOWN if outage < 0 else outage), t=t)
+    tu.switch(t)
+    b.check_faults()
+    b.save(t)
+    b.schedule(t, now_ms)

@@ -1,0 +1,239 @@
+"""Demand (issue 5) on the simulated board: block and rolling demand over a known load
+pattern, demand reset and its lock-out, and the outage rules (a 25-hour outage suspends
+demand until the time is set, a 2-hour one does not; a volatile RTC restarts invalid).
+
+The meter keeps running while the tests look at it (billing_rpc.py). The boards get a
+larger heap than the default: the test's main.py is compiled on the board and every call
+is compiled there too, which a meter in the field does not pay for.
+"""
+
+from __future__ import annotations
+
+import pytest
+from billing_rpc import EV, MeterRPC, secs
+
+from host_tools.sim import SimBoard
+
+pytestmark = pytest.mark.sim_only
+
+HEAP_KB = 220
+VOLTS = 240.0
+DEMAND_SUBINTERVALS = 0x31
+DISPLAY_ITEMS = 0x20
+TOU_WEEKDAY = 0x42  # config.TOU_SCHEDULE, season 0, weekday
+WEEKDAY = bytes((0, 0, 0, 7, 0, 1, 17, 0, 2, 21, 0, 0))  # A, B from 07:00, C from 17:00, A from 21:00
+POWER_OUTAGE, CLOCK_CHANGED, PARTIAL = 1, 2, 4  # loadprofile.py's interval flags
+EV_POWER_DOWN, EV_POWER_UP, EV_TIME_OLD, EV_TIME_NEW = (
+    EV["EV_POWER_DOWN"],
+    EV["EV_POWER_UP"],
+    EV["EV_TIME_OLD"],
+    EV["EV_TIME_NEW"],
+)
+EV_DEMAND_RESET, EV_DEMAND_SUSPENDED = EV["EV_DEMAND_RESET"], EV["EV_DEMAND_SUSPENDED"]
+CLOCK_ERROR = 1 << 6  # status.py
+
+
+def at(board: SimBoard, hhmm: str, amps: float | None = None, day: int = 0) -> None:
+    """Run the board until hh:mm of its first day (+ day days), then set the load."""
+    h, m = map(int, hhmm.split(":"))
+    board.run(day * 86400 + h * 3600 + m * 60 - board.virtual_time)
+    if amps is not None:
+        board.set_load(VOLTS, amps)
+
+
+def lp_entries(meter: MeterRPC, n: int) -> list[tuple]:
+    """The n newest load-profile intervals, oldest first."""
+    out = []
+    for first in range(0, n, 24):
+        k = min(24, n - first)
+        out += meter.call(f"result = [m.load_profile.read(i) for i in range({first}, {first + k})]")
+    return out[::-1]
+
+
+def test_block_demand_time_of_use_and_load_profile_over_a_day(tmp_path):
+    """Monday 2026-01-05, 15-minute block demand and load profile, tiers A-B-C-A."""
+    with SimBoard(tmp_path, seed=5, ideal=True, boot=False, heap_kb=HEAP_KB) as board:
+        meter = MeterRPC(board, {TOU_WEEKDAY: WEEKDAY})
+        day = secs("2026-01-05T00:00:00")
+        board.set_load(VOLTS, 5.0)  # 1.2 kW
+        board.power_on()
+        at(board, "07:00", 15.0)  # 3.6 kW
+        at(board, "09:00", 5.0)
+        at(board, "17:55", 30.0)  # 7.2 kW: the intervals ending 18:15 and 18:30 are all of it
+        at(board, "18:35", 10.0)  # 2.4 kW to midnight
+        at(board, "23:59")
+        board.run(60.0)  # the midnight boundary
+
+        max_w, max_time, prev, tiers, tier_max, tier_time, total = meter.get(
+            "m.demand.max_w",
+            "m.demand.max_time",
+            "m.demand.previous_w",
+            "m.tou.delivered_wh",
+            "m.demand.tier_max_w",
+            "m.demand.tier_max_time",
+            "m.energy.delivered_wh",
+        )
+        # the maximum: 7.2 kW, first reached by the interval ending 18:15 (18:30's only equals it)
+        assert abs(max_w - 7200) <= 2 and max_time == day + secs("2000-01-01T18:15:00")
+        assert abs(prev - 2400) <= 1, "the interval ending at midnight"
+        # per tier: A 00-07 and 21-24, B 07-17, C 17-21; their maxima and when
+        assert sum(tiers) == total, "the tiers sum to the total exactly"
+        expected = (1200 * 7 + 2400 * 3, 3600 * 2 + 1200 * 8, 1200 * 55 / 60 + 7200 * 40 / 60 + 2400 * 145 / 60, 0)
+        assert all(abs(got - want) <= 3 for got, want in zip(tiers, expected, strict=True)), (tiers, expected)
+        assert all(abs(got - want) <= 2 for got, want in zip(tier_max, (2400, 3600, 7200, 0), strict=True))
+        assert tier_time[:3] == [day + 21 * 3600 + 900, day + 7 * 3600 + 900, day + 18 * 3600 + 900]
+
+        # the load profile: 96 intervals on the 15-minute grid, numbered 1..96, summing
+        # to the register (the first is partial: the meter came up a second into it)
+        lp = lp_entries(meter, 96)
+        assert [e[0] for e in lp] == list(range(1, 97))
+        assert [e[1] for e in lp] == [day + 900 * (k + 1) for k in range(96)]
+        assert all(e[4] == 0 for e in lp[1:]), "no outage, no time change"
+        assert all(e[3] == 0 for e in lp), "nothing received"
+        assert abs(sum(e[2] for e in lp) - total) <= 2, "the profile sums to the register at midnight"
+        watts = {8: 1200, 30: 3600, 70: 1200, 72: 7200, 73: 7200, 90: 2400}  # interval index: load
+        assert all(abs(lp[k][2] - w / 4) <= 1 for k, w in watts.items())
+        assert meter.get("m.events.count()") == 1, "one power-up, nothing else"
+
+
+def test_rolling_demand_and_the_demand_reset_with_its_lock_out(tmp_path):
+    """Rolling demand, 15 minutes of three 5-minute sub-intervals, the same evening."""
+    start = "2026-01-05T17:00:00"
+    with SimBoard(tmp_path, seed=6, ideal=True, boot=False, heap_kb=HEAP_KB, start_time=start) as board:
+        meter = MeterRPC(board, {DEMAND_SUBINTERVALS: 3, DISPLAY_ITEMS: b"\x04"})  # the LCD shows DM
+        t0 = secs(start)
+        board.set_load(VOLTS, 5.0)
+        board.power_on()
+        at(board, "00:55", 30.0)  # 17:55
+        at(board, "01:35", 10.0)  # 18:35
+        at(board, "02:00")  # 19:00
+        max_w, max_time, prev, present = meter.get(
+            "m.demand.max_w", "m.demand.max_time", "m.demand.previous_w", "m.demand.present_w"
+        )
+        # the first window all at 7.2 kW ends 18:10 (block demand's first one ended 18:15)
+        assert abs(max_w - 7200) <= 2 and max_time == t0 + 3600 + 600
+        assert abs(prev - 2400) <= 1 and 1600 <= present <= 2400
+        assert board.lcd_text() == f"DM{max_w:6d}", "the display's maximum demand, kW x 1000"
+
+        # a demand reset moves the maximum to the cumulative demand and counts itself ...
+        assert meter.call("result = m.demand_reset()") is True
+        d = meter.get("m.demand.max_w", "m.demand.max_time", "m.demand.cumulative_w", "m.demand.resets")
+        assert d[0] == 0 and d[1] == 0 and d[2] == max_w and d[3] == 1
+        assert meter.get("m.demand.reset_max_w") == max_w
+        assert board.lcd_text() == "DM  0000"
+        seq, _, code, data = meter.get("m.events.read(0)")
+        assert code == EV_DEMAND_RESET and data[:2] == b"\x01\x00"
+        # ... and is refused inside the lock-out (60 s): nothing moves, nothing is logged
+        assert meter.call("result = m.demand_reset()") is False
+        assert meter.get("m.demand.resets", "m.demand.cumulative_w", "m.events.read(0)[0]") == (1, max_w, seq)
+        board.run(60.0)
+        board.run(15 * 60.0)  # a new maximum since the reset: 2.4 kW
+        assert abs(meter.get("m.demand.max_w") - 2400) <= 1
+        assert meter.call("result = m.demand_reset()") is True
+        cumulative, resets = meter.get("m.demand.cumulative_w", "m.demand.resets")
+        assert resets == 2 and abs(cumulative - max_w - 2400) <= 1
+        # the reset survives a power cut (the state record is saved at the next poll)
+        board.power_off(sag_ms=10)
+        board.power_on()
+        assert meter.get("m.demand.resets", "m.demand.cumulative_w", "m.demand.max_w") == (2, cumulative, 0)
+
+
+def test_a_25_hour_outage_suspends_demand_until_the_time_is_set_and_a_2_hour_one_does_not(tmp_path):
+    with SimBoard(tmp_path, seed=7, ideal=True, boot=False, heap_kb=HEAP_KB) as board:
+        meter = MeterRPC(board)
+        day = secs("2026-01-05T00:00:00")
+        board.set_load(VOLTS, 10.0)  # 2.4 kW
+        board.power_on()
+        at(board, "00:40")
+        board.power_off(sag_ms=10)
+        board.run(2 * 3600.0)  # off for two hours
+        board.power_on()
+        now, suspended, max_w, prev, outage = meter.get(
+            "m.clock_time", "m.demand.suspended", "m.demand.max_w", "m.demand.previous_w", "m.billing.outage_s"
+        )
+        assert not suspended and 7200 <= outage <= 7202
+        assert abs(max_w - 2400) <= 1
+        # the interval cut short at 00:40 counts 10 minutes over the full 15
+        assert abs(prev - 1600) <= 2
+        board.run(20 * 60.0)
+        assert abs(meter.get("m.demand.previous_w") - 2400) <= 1, "demand goes on after a 2-hour outage"
+
+        board.power_off(sag_ms=10)
+        board.run(25 * 3600.0)  # off for 25 hours
+        board.power_on()
+        suspended, max_w, outage = meter.get("m.demand.suspended", "m.demand.max_w", "m.billing.outage_s")
+        assert suspended and 25 * 3600 <= outage <= 25 * 3600 + 2
+        codes = [meter.get(f"m.events.read({i})[2]") for i in range(3)]
+        assert codes == [EV_POWER_UP, EV_DEMAND_SUSPENDED, EV_POWER_DOWN]
+        board.run(40 * 60.0)
+        d = meter.get("m.demand.suspended", "m.demand.max_w", "m.demand.present_w", "m.demand.previous_w")
+        assert d[0] and d[1] == max_w and d[2] == 0, "suspended: no demand while the clock is in doubt"
+        prev = d[3]
+        # still suspended after another cut: the suspension is kept with the state
+        board.power_off(sag_ms=10)
+        board.run(60.0)
+        board.power_on()
+        assert meter.get("m.demand.suspended") is True
+        # a time set ends the suspension; demand starts again at the new time
+        assert meter.call("result = m.set_time(m.clock_time)") is True
+        assert meter.get("m.demand.suspended") is False
+        assert [meter.get(f"m.events.read({i})[2]") for i in range(2)] == [EV_TIME_NEW, EV_TIME_OLD]
+        board.run(35 * 60.0)
+        d = meter.get("m.demand.previous_w", "m.demand.present_w", "m.clock_time")
+        assert abs(d[0] - 2400) <= 1 and d[0] != prev and d[1] > 0
+        assert d[2] > day + 86400
+
+
+def test_a_volatile_rtc_restarts_from_the_last_known_time_marked_invalid_until_set(tmp_path):
+    with SimBoard(tmp_path, seed=8, ideal=True, boot=False, heap_kb=HEAP_KB, rtc="volatile") as board:
+        meter = MeterRPC(board)
+        board.set_load(VOLTS, 10.0)
+        board.power_on()  # a first boot on a volatile RTC: 2000-01-01, not a time to trust
+        now, valid, bits, suspended = meter.get(
+            "m.clock_time", "m.billing.clock.valid", "m.status.bits", "m.demand.suspended"
+        )
+        assert now < 10 and not valid and bits & CLOCK_ERROR and suspended
+        meter.call(f"result = m.set_time({secs('2026-03-02T08:00:00')})")
+        assert meter.get("m.billing.clock.valid", "m.status.bits & 64", "m.demand.suspended") == (True, 0, False)
+        board.run(30 * 60.0)
+        down = meter.now()
+        board.power_off(sag_ms=10)
+        board.run(10 * 60.0)
+        board.power_on()  # the RTC restarted at 2000-01-01: the meter restarts from the last known time
+        now, valid, bits, suspended, outage = meter.get(
+            "m.clock_time", "m.billing.clock.valid", "m.status.bits", "m.demand.suspended", "m.billing.outage_s"
+        )
+        assert down <= now <= down + 5 and not valid and bits & CLOCK_ERROR
+        assert suspended and outage == -1
+        up = [e for e in meter.call("result = [m.events.read(i) for i in range(4)]") if e[2] == EV_POWER_UP]
+        assert now - 3 <= up[0][1] <= now and up[0][3] == b"\xff\xff\xff\xff", "an outage of unknown length"
+        lp = meter.get("m.load_profile.flags")
+        assert lp & 8, "load-profile intervals carry CLOCK_INVALID"
+        meter.call(f"result = m.set_time({secs('2026-03-02T08:41:00')})")
+        assert meter.get("m.billing.clock.valid", "m.status.bits & 64", "m.demand.suspended") == (True, 0, False)
+
+
+def test_a_poll_between_boundaries_allocates_nothing(tmp_path):
+    """billing's share of a poll (a tick comparison) and what the display reads, under
+    micropython.heap_lock(): any allocation would raise MemoryError."""
+    with SimBoard(tmp_path, seed=10, ideal=True, boot=False, heap_kb=HEAP_KB) as board:
+        meter = MeterRPC(board)
+        board.set_load(VOLTS, 10.0)
+        board.power_on()
+        board.run(120.0)
+        code = """
+import micropython, time
+def polls(b, d, t, now):
+    n = 0
+    micropython.heap_lock()
+    try:
+        for i in range(200):
+            b.tick(now)
+            n += d.max_kw_x1000 + t.tier + d.present_w
+    finally:
+        micropython.heap_unlock()
+    return n
+b = m.billing
+result = polls(b, m.demand, m.tou, time.ticks_add(b._due_ms, -600)) > 0  # no boundary due yet
+"""
+        assert meter.call(code) is True
