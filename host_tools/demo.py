@@ -89,8 +89,8 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"  {names[item]:<20} {lcd:10.1f}   {true_kwh[item]:11.3f}   {lcd - true_kwh[item]:+9.3f}")
         print(
             "\n  The meter is not calibrated yet: the simulated board's analog front end has real"
-            "\n  gain and phase errors, so expect a fraction of a percent. `meterctl calibrate`"
-            "\n  (issue 3) brings it within 0.01 %."
+            "\n  gain and phase errors, so expect a fraction of a percent. firmware/calibration.py"
+            "\n  corrects them (tests/bench/accuracy.py); `meterctl calibrate` is still to come."
         )
     print(f"\n  demo finished in {time.monotonic() - started:.1f} s of wall time")
     return 0
