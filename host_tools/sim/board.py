@@ -301,6 +301,10 @@ class SimBoard:
     def run(self, seconds: float) -> None:
         """Advance virtual time by `seconds` as fast as the firmware allows."""
         hw = self._hw()
+        if hw.powered:
+            # Count from where the firmware sleeps, not from wherever its bus transfers have
+            # taken the clock at this wall-clock instant: that keeps a run deterministic.
+            self._wait(lambda: not hw.powered or hw.sleeping, what="the firmware to sleep")
         with hw.cv:
             target = hw.vt_us + int(round(seconds * 1e6))
             if not hw.powered:
