@@ -25,6 +25,12 @@ deg). The phase is kept as an angle (PHASE_x_URAD): the metrology turns it into 
 steps for the line frequency it measures, and trims the remainder in software.
 
 Floats appear only here, never in the metering path; energies and gains are integers.
+
+Run over the optical port (meterctl calibrate: tables.py's MFG procedure 2), the meter's
+loop imports this module for one step and drops it after (meter.py). Its sleeps then call
+m.cal_idle() (the port is served, ST8 shows the progress) and wake on m.cal_wake(); and
+what the phase step needs from the gain step is kept on the meter (m.cal_phcal), since
+the module is gone between the two.
 """
 
 import math
@@ -63,12 +69,26 @@ _OS_IDS = (
 _PHASE_IDS = (config.PHASE_A_URAD, config.PHASE_B_URAD)
 _PHCAL_REGS = (A.PHCALA, A.PHCALB)
 
-# PHCAL register value in place when each channel's gain was measured
-_gain_phcal = [None, None]
 
 
 class CalibrationError(ValueError):
-    """The step could not be done: no such load seen, a result out of the chip's range."""
+    """The step could not be done: a result out of the chip's range, no energy where the
+    load should give some (the wiring, the CT orientation). ST8 result 3."""
+
+
+class CalibrationTimeout(CalibrationError):
+    """The stated load was not seen in time, or the chip reset while measuring: the same
+    step may work when tried again. ST8 result 4."""
+
+
+def _gain_phcal(m):
+    """The PHCAL register value in place when each channel's gain was measured (None:
+    not measured since), kept on the meter."""
+    s = getattr(m, "cal_phcal", None)
+    if s is None:
+        s = [None, None]
+        m.cal_phcal = s
+    return s
 
 
 def _channels(m, channels):
@@ -82,9 +102,15 @@ def _expected_lsb(p_mw, us):
     return p_mw * us // (_UNIT_MWS * 1000000)
 
 
-def _sleep_until(clock, deadline):
+def _sleep_until(m, deadline):
+    """Sleep on the board clock; the meter's idle hook (if any) runs between sleeps."""
+    clock = m.clock
+    idle = getattr(m, "cal_idle", None)
+    wake = getattr(m, "cal_wake", None)
     while time.ticks_diff(deadline, clock.ticks_ms()) > 0:
-        clock.wait_until(deadline, None)
+        if idle is not None:
+            idle()
+        clock.wait_until(deadline, wake)
 
 
 def wait_for_load(m, volts, amps, pf, chans, wait_s=600):
@@ -102,11 +128,11 @@ def wait_for_load(m, volts, amps, pf, chans, wait_s=600):
             if abs(pf) < 0.99:  # the phase step needs a lagging (inductive) current
                 ok = ok and q > 0
         if ok:
-            _sleep_until(clock, time.ticks_add(clock.ticks_ms(), _SETTLE_MS))
+            _sleep_until(m, time.ticks_add(clock.ticks_ms(), _SETTLE_MS))
             return
         if time.ticks_diff(deadline, clock.ticks_ms()) <= 0:
-            raise CalibrationError("%s V %s A PF %s not seen within %d s" % (volts, amps, pf, wait_s))
-        _sleep_until(clock, time.ticks_add(clock.ticks_ms(), _STEP_MS))
+            raise CalibrationTimeout("%s V %s A PF %s not seen within %d s" % (volts, amps, pf, wait_s))
+        _sleep_until(m, time.ticks_add(clock.ticks_ms(), _STEP_MS))
 
 
 def measure(m, seconds, chans):
@@ -129,12 +155,12 @@ def measure(m, seconds, chans):
     deadline = clock.ticks_ms()
     while total_us < seconds * 1000000:
         deadline = time.ticks_add(deadline, _STEP_MS)
-        _sleep_until(clock, deadline)
+        _sleep_until(m, deadline)
         ade.read_active(True)
         t1 = clock.ticks_us()
         ade.read_slow(True)
         if not ade.config_ok():
-            raise CalibrationError("the metering IC reset during the measurement")
+            raise CalibrationTimeout("the metering IC reset during the measurement")
         total_us += time.ticks_diff(t1, t0)
         t0 = t1
         for ch in chans:
@@ -246,7 +272,7 @@ def calibrate_gain(m, volts, amps, pf=1.0, seconds=60, channels=None, wait_s=600
         den_va = va * _UNIT_MWS * 1000000
         _set_gain(cfg, ch, _VA, (old_va * exp_va + den_va // 2) // den_va, old_va)
         out.append((w * _UNIT_MWS * 1000000 - exp_w) * 1000000 // exp_w)
-        _gain_phcal[ch] = met.ade.settings.get(_PHCAL_REGS[ch])
+        _gain_phcal(m)[ch] = met.ade.settings.get(_PHCAL_REGS[ch])
         n = rms[3]
         if rms[0]:
             cfg.set(config.V_NV_PER_LSB, int(volts * 1000) * 1000000 * n // rms[0])
@@ -281,7 +307,7 @@ def calibrate_phase(m, volts, amps, pf=0.5, seconds=60, channels=None, wait_s=60
     for ch in chans:
         ratio = sums[ch][_W] / exp_s  # = G cos(phi + r); G cos(r) = 1 if the gain came first
         reg = ade.settings.get(_PHCAL_REGS[ch])
-        same = _gain_phcal[ch] == reg
+        same = _gain_phcal(m)[ch] == reg
         if same:
             r = math.atan((math.cos(phi) - ratio) / math.sin(phi))
         else:
@@ -291,7 +317,7 @@ def calibrate_phase(m, volts, amps, pf=0.5, seconds=60, channels=None, wait_s=60
         if same:
             old = _gain(cfg, ch, _W, met)
             _set_gain(cfg, ch, _W, int(old * math.cos(r) + 0.5), old)
-            _gain_phcal[ch] = None
+            _gain_phcal(m)[ch] = None
         out.append(urad)
     _finish(m)
     # the var gain, with the phase now right; the active error left over is reported

@@ -10,6 +10,12 @@ whatever bytes are waiting between polls, a bounded amount each time; the loop s
 on the board's clock until the next poll or an input event (port bytes, chip IRQ).
 Each subsystem lives in its own module and owns its state; this module only wires
 them together and decides the order of work.
+
+A calibration step accepted over the port (tables.py, MFG procedure 2: ST8 says 1,
+accepted) waits in cal_step; the loop then runs it (calibration.py, imported for the
+step and dropped after: it is large), serving the port meanwhile through cal_idle, and
+puts the final result in ST8. The step measures the chip itself: the energy it sees is
+test energy, not registered, and the meter does not poll until it ends.
 """
 
 import time
@@ -31,6 +37,11 @@ VERSION = "0.1.0"
 VERSION_NUMBER = const(0)  # C12.19 ST1 FW_VERSION_NUMBER / FW_REVISION_NUMBER
 REVISION_NUMBER = const(1)
 POLL_MS = const(1000)
+_CAL_PROC_LO = const(0x02)  # ST8's TBL_PROC_NBR of the calibration procedure (0x802), low byte first
+_CAL_PROC_HI = const(0x08)
+_PROC_ACCEPTED = const(1)
+_PROC_CONFLICT = const(3)
+_PROC_TIMING = const(4)
 
 
 class Meter:
@@ -62,6 +73,9 @@ class Meter:
         self.booted = False
         self._irq = board.ade_irq
         self._uart = board.optical
+        self.cal_step = None  # a calibration step waiting for the loop (tables.py sets it)
+        self.cal_phcal = [None, None]  # calibration.py's memory between its gain and phase steps
+        self._cal_t0 = 0
 
     @property
     def energy(self):
@@ -131,9 +145,62 @@ class Meter:
             if self.metrology.irq_pending():
                 self.metrology.on_irq()
             self.link.feed_available()
+            if self.cal_step is not None:
+                self._calibrate()
+                next_poll = time.ticks_add(clock.ticks_ms(), POLL_MS)
             if time.ticks_diff(clock.ticks_ms(), next_poll) >= 0:
                 self.poll()
                 next_poll = time.ticks_add(next_poll, POLL_MS)
                 if time.ticks_diff(clock.ticks_ms(), next_poll) >= 0:
                     next_poll = time.ticks_add(clock.ticks_ms(), POLL_MS)  # fell behind: resync
             clock.wait_until(next_poll, wake)
+
+    # ---- a calibration step run from the optical port ---------------------------------
+    def cal_idle(self):
+        """Between a calibration step's sleeps: serve the port, show the seconds so far in ST8."""
+        self.link.feed_available()
+        st8 = self.services.st8
+        if st8[0] == _CAL_PROC_LO and st8[1] == _CAL_PROC_HI and st8[3] == _PROC_ACCEPTED:
+            s = time.ticks_diff(self.clock.ticks_ms(), self._cal_t0) // 1000
+            st8[5] = s & 0xFF  # tables.CAL_PROGRESS: STEP, ELAPSED_S
+            st8[6] = (s >> 8) & 0xFF
+
+    def cal_wake(self):
+        return self._uart.any()
+
+    def _calibrate(self):
+        """Run the step waiting in cal_step; its result goes to ST8 (tables.calibration_done).
+        A fault is an ST8 result, never the end of the loop."""
+        import gc
+        import sys
+
+        import tables
+
+        step = self.cal_step
+        self._cal_t0 = self.clock.ticks_ms()
+        code = _PROC_CONFLICT
+        result = None
+        try:
+            gc.collect()
+            import calibration
+
+            try:
+                amps = step[1] / 1000
+                pf = step[2] / 1000 if amps else 1.0
+                result = calibration.calibrate(self, step[0] / 1000, amps, pf, step[3] or None, wait_s=step[5])
+                code = 0
+            except calibration.CalibrationTimeout as exc:
+                print("calibration:", exc)
+                code = _PROC_TIMING
+            except calibration.CalibrationError as exc:
+                print("calibration:", exc)
+            finally:
+                sys.modules.pop("calibration", None)
+                del calibration
+        except MemoryError:
+            code = _PROC_TIMING  # no room for calibration.py now: try again
+        except Exception as exc:  # noqa: BLE001 - a chip that stopped answering, a fault: reported in ST8
+            sys.print_exception(exc)
+        self.cal_step = None
+        tables.calibration_done(self.services, step, code, result)
+        gc.collect()

@@ -40,11 +40,14 @@ STATE_LENGTH = const(0x0600)
 EVENT_LOG_START = const(0x1000)
 EVENT_LOG_LENGTH = const(0x1000)
 LOAD_PROFILE_START = const(0x2000)
-LOAD_PROFILE_LENGTH = const(0x2000)
-REGISTERS_START = const(0x4000)  # base records: 2 pairs of copies, 512-byte slots
+LOAD_PROFILE_LENGTH = const(0x4000)  # 128 blocks of 24 intervals: 31.75 days at 15 minutes
+REGISTERS_START = const(0x6000)  # base records: 2 pairs of copies, 512-byte slots
 BASE_SLOT = const(512)
-DELTAS_START = const(0x4800)  # delta records, a page or more each, to the end of the chip
-LAYOUT_VERSION = const(2)
+DELTAS_START = const(0x6800)  # delta records, a page or more each, to the end of the chip
+LAYOUT_VERSION = const(3)
+# layout 2 had an 8 KiB load profile and its register records from 0x4000: a chip marked 2
+# is scanned from there once, and its registers carried over into a base of this layout
+_V2_REGISTERS = const(0x4000)
 
 # save policy (firmware/README.md)
 SAVE_MS = const(60000)  # a changed register is saved at least this often
@@ -100,7 +103,7 @@ class Storage:
         self._due = clock.ticks_ms()
         self._del_wh = 0  # delivered and received Wh as last saved
         self._rec_wh = 0
-        self._key = None
+        self._key = -1  # FIELDS count x 16 + extra.SIZE the records were sized for
         self.saves = 0
         self.nfields = 0
 
@@ -109,11 +112,11 @@ class Storage:
         names = energy.FIELDS
         n = len(names)
         es = self.extra.SIZE if self.extra is not None else 0
-        if (n, es) == self._key:
+        if n * 16 + es == self._key:  # an int: a save sizes nothing (no allocation)
             return
         if records.OVERHEAD + 8 * n + es > BASE_SLOT or es > 15:
             raise ValueError("%d registers do not fit a base slot" % n)
-        self._key = (n, es)
+        self._key = n * 16 + es
         self.nfields = n
         # a delta holds one signed 32-bit word per part: a *_wh field with its *_res in
         # 0.1 mWh (wh * LSB_PER_WH + res), or any other field alone
@@ -139,10 +142,6 @@ class Storage:
         need = (self._max_power_w * LIFETIME_H + per - 1) // per
         self.save_wh = (need + _WH_STEP - 1) // _WH_STEP * _WH_STEP
 
-    def lifetime_years(self):
-        """Years until the busiest delta page wears out at max power (a save per save_wh)."""
-        return ENDURANCE * self.slots * self.save_wh / (self._max_power_w * 8766)
-
     def _fault(self, bit):
         self._faults |= bit
         self._status.set(status.NONVOLATILE_MEMORY_FAILURE)
@@ -166,9 +165,10 @@ class Storage:
         self.ee.read_into(addr, rec)
         return rec if records.valid(rec, addr, kind, n) else None
 
-    def _scan(self):
+    def _scan(self, start):
         """(base, delta, top): the newest whole base (seq, addr, record), the newest whole
-        delta made on it, and the highest sequence of any whole register record.
+        delta made on it, and the highest sequence of any whole register record, from
+        start to the end of the chip.
 
         Every page start is a candidate, not only today's slot starts, so records written
         with another layout (other FIELDS) are found too."""
@@ -176,7 +176,7 @@ class Storage:
         hdr = bytearray(records.HEADER)
         bases = []
         deltas = []
-        for addr in range(REGISTERS_START, ee.size, ee.page):
+        for addr in range(start, ee.size, ee.page):
             ee.read_into(addr, hdr)
             kind, n, _, seq = records.header(hdr)
             if n == 0 or n > BASE_SLOT - records.OVERHEAD or addr + n + records.OVERHEAD > ee.size:
@@ -247,35 +247,43 @@ class Storage:
 
         A blank EEPROM is initialised (a base of the registers, the layout marker) and
         UNPROGRAMMED set. An initialised one without any whole base sets
-        NONVOLATILE_MEMORY_FAILURE for good; a chip that does not answer, until it does."""
+        NONVOLATILE_MEMORY_FAILURE for good; a chip that does not answer, until it does.
+        A chip marked with layout 2 is read from its old register area, and what it held
+        becomes a base of this layout before the marker says 3 (a cut before that: layout
+        2 again, where the new base is found too)."""
         self._size(energy)
         found = False
         try:
-            base, delta, top = self._scan()
+            fmt = self._format.load()  # written after the first base: the chip was in service
+            old = fmt is not None and fmt[2] == 2
+            base, delta, top = self._scan(_V2_REGISTERS if old else REGISTERS_START)
             self._seq = top
             if base is not None:
                 self._apply(energy, base, delta)
                 self._gen = (base[2][3] & _GEN_MASK) >> 1
                 self._lost = base[2][3] & _FLAG_LOST
-                rel = base[1] - REGISTERS_START  # the next base goes to the other pair of slots
-                self._pair = 1 - (rel >= 2 * BASE_SLOT)
+                # the next base goes to the pair of slots holding neither the base nor
+                # (an old layout's) delta: the newest records stay whole until it is
+                rel = base[1] - REGISTERS_START
+                busy = rel >= 2 * BASE_SLOT
                 self._delta, self._next = -1, 0
-                aligned = True
+                aligned = not old
                 if delta is not None:
-                    rel = delta[1] - DELTAS_START
-                    aligned = rel >= 0 and rel % self.delta_size == 0
+                    rel = delta[1] - REGISTERS_START
+                    busy = busy or 2 * BASE_SLOT <= rel < 4 * BASE_SLOT
+                    rel -= DELTAS_START - REGISTERS_START
+                    aligned = aligned and rel >= 0 and rel % self.delta_size == 0
                     self._delta = rel // self.delta_size
                     self._next = (self._delta + 1) % self.slots
+                self._pair = 1 - busy
                 self._restored = found = True
                 self._mark(energy)
                 if self._lost:
                     self._fault(_LOST)
-                if not aligned:  # another delta size: a base first, so no delta overlaps it
+                if not aligned:  # another layout or delta size: a base first, no delta overlaps it
                     self._delta, self._next = -1, 0
                     self._write_base(energy)
-                self._format.load()
             else:
-                self._format.load()  # written after the first base: the chip was in service
                 if self._format.state == records.EMPTY:  # blank: unprogrammed unless configured
                     if self._config.state != records.VALID:
                         self._status.set(status.UNPROGRAMMED)
@@ -285,7 +293,7 @@ class Storage:
                 self._pair, self._delta, self._next = 0, -1, 0
                 self._restored = True
                 self._write_base(energy)
-            if self._format.state != records.VALID:  # blank, or a first boot cut short
+            if old or self._format.state != records.VALID:  # blank, a first boot cut short, layout 2
                 self._write_format()
             self._ok(_IO)
         except OSError:
@@ -310,7 +318,8 @@ class Storage:
         if n:
             xb = self._xbuf
             self.extra.pack_into(xb, 0)
-            rec[off : off + n] = xb[0:n]
+            for k in range(n):  # no slice: a save allocates nothing
+                rec[off + k] = xb[k]
 
     def _write_base(self, energy):
         """Both copies of a base record into the next pair of slots; raises OSError."""

@@ -36,6 +36,14 @@ What the rest of the meter provides (each optional, found with getattr):
   status() -> the six ST63 values, read_into(off, n, buf, boff) -> ST64 bytes; clear().
 - meter.events: record(code, data), capacity, count(), last_seq, entry(i) -> (seconds
   since 2000, sequence, user id, event code, argument bytes), i = 0 the oldest.
+- meter.cal_step: None, or the calibration step the meter's loop is to run (meter.py runs
+  it and calls calibration_done); without it the calibration procedure is refused.
+
+The calibration procedure (MFG 2) takes longer than a response may: it answers 1 (accepted,
+not completed) with CAL_PROGRESS, the meter's loop runs the step, and ST8 then holds the
+final result (0 with CAL_RESPONSE; 3 a result the chip cannot take or no energy where the
+load should give some; 4 the load not seen in time, or the chip reset: try again). While a
+step runs, writes (procedures and configuration) are answered BSY.
 """
 
 try:
@@ -62,7 +70,9 @@ _PROC_REMOTE_RESET = const(9)
 _PROC_SET_TIME = const(10)
 _PROC_SEAL = const(0x800)  # MFG + 0
 _PROC_UNSEAL = const(0x801)  # MFG + 1
+_PROC_CALIBRATE = const(0x802)  # MFG + 2: one calibration step (CAL_PARAMS)
 _PROC_DONE = const(0)
+_PROC_ACCEPTED = const(1)
 _PROC_INVALID = const(2)
 _PROC_CONFLICT = const(3)
 _PROC_TIMING = const(4)
@@ -92,7 +102,20 @@ _OK = const(0)
 _ERR = const(1)
 _ISC = const(3)
 _IAR = const(5)
+_BSY = const(6)
 _DLK = const(8)
+
+# the calibration procedure's parameter ranges (CAL_PARAMS) and the wait for its load
+_CAL_PARAMS_LEN = const(12)  # CAL_PARAMS
+_CAL_VOLTS_MIN_MV = const(1000)
+_CAL_VOLTS_MAX_MV = const(500000)
+_CAL_AMPS_MAX_MA = const(200000)
+_CAL_SECONDS_MAX = const(3600)
+_CAL_PF_GAIN = const(990)  # PF x 1000 from here up: the gain step; below: the phase step
+_CAL_WAIT_S = const(30)  # the step waits this long (board time) for its load before result 4
+_CAL_OFFSETS = const(0)  # CAL_RESPONSE STEP
+_CAL_GAIN = const(1)
+_CAL_PHASE = const(2)
 
 # ---- flat layouts (the firmware packs and the host parses with these) ---------------
 # ST0, then STD_TBLS_USED, MFG_TBLS_USED, STD_PROC_USED, MFG_PROC_USED, STD_TBLS_WRITE,
@@ -143,6 +166,14 @@ MT0 = (
 MT3 = b"VOLTS_MV:4 AMPS_A_MA:-4 AMPS_B_MA:-4 WATTS_MW:-4 VARS_MVAR:-4 VA_MVA:4 PF_MILLI:-2 HZ_CENTI:2"
 # ST8's response data to the seal procedure
 SEAL_RESPONSE = b"SEAL_COUNT:2 SEAL_CONFIG_CRC:4"
+# the calibration procedure: its parameters (PF lagging, 0 seconds = the step's default:
+# 600 for offsets, 60 otherwise), ST8's data while it runs, and its final result. RESULT_x:
+# offsets: the active power offset change (1/512 chip code); gain: the active energy error
+# measured before the step (ppm); phase: the active error left at PF 0.5 (ppm), with the
+# CT phase error found (PHASE_x_URAD, urad of current lag). CHANNELS: bit 0 A, bit 1 B.
+CAL_PARAMS = b"VOLTS_MV:4 AMPS_MA:4 PF_MILLI:-2 SECONDS:2"
+CAL_PROGRESS = b"STEP:1 ELAPSED_S:2"
+CAL_RESPONSE = b"STEP:1 CHANNELS:1 RESULT_A:-4 RESULT_B:-4 PHASE_A_URAD:-3 PHASE_B_URAD:-3"
 
 # ---- the tables: (number, read level | write level << 4) ------------------------------
 TABLES = (
@@ -188,6 +219,7 @@ PROCEDURES = (
     (_PROC_SET_TIME, _PROGRAMMER, _SEALED_OK | _PLUG_OK),
     (_PROC_SEAL, _MASTER, 0),
     (_PROC_UNSEAL, _MASTER, _SEALED_OK),  # and the seal plug out
+    (_PROC_CALIBRATE, _MASTER, 0),  # the meter's loop runs it: ST8 says 1 until it ends
 )
 # the events logged (events.py): standard 1-4, 9, 10, 20, 36, 37, 41-43, 47; manufacturer 0-8
 _STD_EVENTS = (1, 2, 3, 4, 9, 10, 20, 36, 37, 41, 42, 43, 47)
@@ -578,6 +610,8 @@ def write(m, svc, tid, off, buf, s, n):
     """A write the session may make (level, seal and range checked): a response code."""
     import config
 
+    if getattr(m, "cal_step", None) is not None:
+        return _BSY  # a calibration step is running: nothing may change under it
     if tid == 7:
         return procedure(m, svc, buf, s, n)
     if tid == 5:
@@ -761,10 +795,58 @@ def _run(m, svc, number, buf, s, n, out, o):
     if number == _PROC_CLEAR_MFG_STATUS:
         svc.security.reset_lockout()
         return _PROC_DONE, 0
+    if number == _PROC_CALIBRATE:
+        return _calibrate(m, buf, s, n, out, o)
     if number == _PROC_SEAL:
         code = svc.seal.seal(svc.user_id, now_s(m))
         return code, pack(out, o, SEAL_RESPONSE, (svc.seal.count, svc.seal.cfg_crc)) - o
     return svc.seal.unseal(svc.user_id, now_s(m)), 0  # _PROC_UNSEAL
+
+
+def _calibrate(m, buf, s, n, out, o):
+    """Check a calibration step's parameters (CAL_PARAMS) and leave it to the meter's loop."""
+    if not hasattr(m, "cal_step"):
+        return _PROC_CONFLICT, 0  # a meter without the loop that runs it
+    if n < _CAL_PARAMS_LEN:
+        return _PROC_INVALID, 0
+    volts, amps, pf, seconds = get(buf, s, 4), get(buf, s + 4, 4), get(buf, s + 8, 2), get(buf, s + 10, 2)
+    if pf & 0x8000:
+        pf -= 0x10000
+    if not _CAL_VOLTS_MIN_MV <= volts <= _CAL_VOLTS_MAX_MV or amps > _CAL_AMPS_MAX_MA:
+        return _PROC_INVALID, 0
+    if seconds > _CAL_SECONDS_MAX or (amps and not 0 < pf <= 1000):
+        return _PROC_INVALID, 0  # a current needs its PF: lagging (or 1), above 0
+    kind = _CAL_OFFSETS if not amps else _CAL_GAIN if pf >= _CAL_PF_GAIN else _CAL_PHASE
+    m.cal_step = (volts, amps, pf, seconds, out[2], _CAL_WAIT_S, kind)  # out[2]: PROC_SEQ_NBR
+    return _PROC_ACCEPTED, pack(out, o, CAL_PROGRESS, (kind, 0)) - o
+
+
+def calibration_done(svc, step, code, result):
+    """The step meter.py ran is over: its final result in ST8 (CAL_RESPONSE when done) and
+    the event log. result: what calibration.calibrate returned, one entry per channel."""
+    st8 = svc.st8
+    st8[0] = _PROC_CALIBRATE & 0xFF
+    st8[1] = _PROC_CALIBRATE >> 8
+    st8[2] = step[4]
+    st8[3] = code
+    svc.st8_len = 4
+    if code == _PROC_DONE:
+        kind = step[6]
+        values = [kind, 0, 0, 0, 0, 0]
+        for ch in range(len(result)):
+            r = result[ch]
+            values[1] |= 1 << ch
+            if kind == _CAL_OFFSETS:
+                values[2 + ch] = int(round(r[0] * 512))
+            elif kind == _CAL_GAIN:
+                values[2 + ch] = int(r)
+            else:
+                values[2 + ch] = int(r[1])
+                values[4 + ch] = int(r[0])
+        svc.st8_len = pack(st8, 4, CAL_RESPONSE, values)
+    import events
+
+    svc.log(events.EV_PROCEDURE, bytes((_PROC_CALIBRATE & 0xFF, _PROC_CALIBRATE >> 8, code)))
 
 
 def _set_time(m, svc, buf, s, n):

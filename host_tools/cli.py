@@ -1,11 +1,14 @@
 """meterctl: the bench technician's command line.
 
+    meterctl flash --board {pico,esp32,sim} --port PORT [--tool mpremote|ampy] [--compile]
+    meterctl read|table|status|events|profile|watch|lcd --port OPTICAL ...   (readout.py)
+    meterctl program|set-time|reset-demand|calibrate|seal|unseal --port OPTICAL ... (program.py)
     meterctl sim [--state DIR] [--speed X] [--volts V --amps A --pf PF --hz F]
     meterctl demo
 
-Errors a person can make (a bad argument, a missing port) get one line on stderr and a
-documented exit code, never a traceback:
-    0 ok, 1 the operation failed (the meter refused, did not answer, ...), 2 bad usage.
+Errors a person can make (a bad argument, a missing port, a wrong password) get one line
+on stderr with a hint and a documented exit code, never a traceback (optical.py lists
+the codes: 0 ok, 1 failed, 2 usage, 3 port, 4 no answer, 5 refused).
 """
 
 from __future__ import annotations
@@ -17,8 +20,13 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from host_tools import optical
+from host_tools.optical import EXIT_FAILED, EXIT_OK, EXIT_USAGE, MeterctlError
+
+EPILOG = """exit codes: 0 ok, 1 the operation failed, 2 bad usage, 3 the port (no device, busy),
+4 the meter does not answer, 5 access refused (password, lock-out, seal)"""
 
 
 class UsageError(Exception):
@@ -88,10 +96,44 @@ def _progress_bar(done: int, total: int, name: str) -> None:
     print(f"\r  [{bar}] {done}/{total} {name:<16}", end=end, file=sys.stderr, flush=True)
 
 
+def _break_seal(args: argparse.Namespace) -> None:
+    """Unseal over the optical port with the master password: the meter checks it and
+    logs the unseal, so breaking a seal to reflash always leaves a trace."""
+    from host_tools import optical
+    from host_tools.c1218 import TABLES, C1218Error, parse
+
+    if not args.optical:
+        raise UsageError("meterctl flash: --break-seal needs --optical PORT (the meter checks the master password)")
+    with optical.session(args, level="master", port=args.optical) as client:
+        try:
+            if not parse(TABLES.MT0, client.read(TABLES.MFG + 0))["SEAL_FLAGS"] & TABLES.SEAL_SEALED:
+                return
+            client.procedure(TABLES.PROC_UNSEAL)
+        except C1218Error as exc:
+            raise optical.explain(exc, args.optical) from None
+    print("seal broken with the master password (the meter logged it: event 'unsealed')", file=sys.stderr)
+
+
 def cmd_flash(args: argparse.Namespace) -> int:
-    from host_tools import flash
+    from host_tools import flash, optical
     from host_tools.c1218 import C1218Error, Client, Timeouts
 
+    if not Path(args.port).exists():
+        raise MeterctlError(
+            f"no device at {args.port}", "is the board plugged in? `mpremote devs` lists the ports", optical.EXIT_PORT
+        )
+    if args.break_seal:
+        _break_seal(args)
+    state = flash.seal_state(args.port, args.tool, args.timeout)
+    if state == "sealed":
+        flash.soft_reboot(args.port, timeout=args.timeout)  # the check stopped main.py: meter on
+        raise MeterctlError(
+            "the meter is sealed: flashing it would break the seal",
+            "unseal it first, or give --break-seal --password MASTER --optical PORT",
+            optical.EXIT_REFUSED,
+        )
+    if state == "unknown":
+        print("warning: could not read the seal record (EEPROM not answering?); flashing anyway", file=sys.stderr)
     files = flash.plan(args.board, compile=args.compile)
     kind = "compiled .mpy" if args.compile else "source"
     print(f"flashing {len(files)} files ({kind}, board {args.board}) to {args.port} with {args.tool}", file=sys.stderr)
@@ -128,8 +170,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="meterctl", description="Flash, read, program and simulate the open meter.")
+    p = _Parser(
+        prog="meterctl",
+        description="Flash, read, program and simulate the open meter.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    from host_tools import program, readout
+
+    readout.register(sub)
+    program.register(sub)
 
     s = sub.add_parser("sim", help="run a simulated board in the foreground")
     s.add_argument("--state", metavar="DIR", help="keep the board's EEPROM and filesystem here")
@@ -149,10 +200,19 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--compile", action="store_true", help="send .mpy files built by mpy-cross for the board")
     f.add_argument("--optical", metavar="PORT", help="check the meter answers on this optical port afterwards")
     f.add_argument("--timeout", type=_positive(float, "--timeout"), default=30.0, help="seconds per step (default 30)")
+    f.add_argument("--break-seal", action="store_true",
+                   help="flash a sealed meter: unseal it first with --password (master) over --optical")
+    f.add_argument("--password", type=optical.password_arg, default="", help="the master password, with --break-seal")
+    f.add_argument("--user-id", type=int, default=1, help="the user id the unseal is logged with")
+    f.add_argument("--baud", type=int, default=None, help=argparse.SUPPRESS)
     f.set_defaults(func=cmd_flash)
 
     d = sub.add_parser("demo", help="benchtop demo on the simulated board (bounded, exits 0)")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--board", choices=("sim", "pico", "esp32"), default="sim", help="default: the simulated board")
+    d.add_argument("--console", metavar="PORT", help="a real board's USB console (with --board pico|esp32)")
+    d.add_argument("--optical", metavar="PORT", help="a real board's optical probe (with --board pico|esp32)")
+    d.add_argument("--out", metavar="DIR", default="demo-output", help="where the plot goes (default demo-output/)")
     d.set_defaults(func=cmd_demo)
     return p
 
@@ -165,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
+    except MeterctlError as exc:
+        print(("\n" if _progress_open else "") + f"meterctl: {exc.line()}", file=sys.stderr)
+        return exc.code
     except KeyboardInterrupt:
         return EXIT_FAILED
     except Exception as exc:  # a failure the user can act on: one line, no traceback

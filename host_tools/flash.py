@@ -143,6 +143,31 @@ for n in {names}:
 """
 
 
+SEAL_CODE = """try:
+    import board, status, storage
+except ImportError:
+    print('SEAL none')
+else:
+    try:
+        b = board.make()
+        st = storage.Storage(b.i2c, b.eeprom_addr, b.eeprom_size, b.eeprom_page, b.clock, status.Status())
+        r = st.load_seal()
+        print('SEAL', 'sealed' if r and len(r) > 1 and r[0] == 0x53 and r[1] & 1 else 'open')
+    except Exception as e:
+        print('SEAL unknown', repr(e))
+"""
+
+
+def seal_state(port: str, tool: str = "mpremote", timeout: float = 30.0) -> str:
+    """'sealed', 'open', 'none' (no firmware yet) or 'unknown', read from the board's own
+    EEPROM through its firmware modules (seal.py's record). It stops main.py: reboot after."""
+    out = _exec(port, tool, SEAL_CODE, timeout)
+    for line in out.splitlines():
+        if line.startswith("SEAL "):
+            return line.split()[1]
+    return "unknown"
+
+
 def verify(port: str, files: list[BoardFile], tool: str = "mpremote", timeout: float = 30.0) -> None:
     """Hash every file on the board and compare with what was sent."""
     out = _exec(port, tool, HASH_CODE.format(names=tuple(f.name for f in files)), timeout)

@@ -35,3 +35,51 @@ def sim():
 
     with SimBoard(seed=1) as board:
         yield board
+
+
+class MeterUnderTest:
+    """The ports a test talks to, whatever the board: `optical` (C12.18) and `console`
+    (the USB REPL); `sim` is the SimBoard on the simulated board, None on a real one."""
+
+    def __init__(self, board: str, optical: str, console: str | None, sim=None) -> None:
+        self.board = board
+        self.optical = optical
+        self.console = console
+        self.sim = sim
+
+
+@pytest.fixture
+def meter(request: pytest.FixtureRequest):
+    """The meter under test: a fresh simulated board (booted, frozen between requests, so
+    its timers only run when a test runs it), or the real board given on the command line.
+
+    On a real board the tests change what a bench meter may have changed anyway (the
+    clock, the display list, demand), never its calibration or passwords, unless they put
+    them back."""
+    board = request.config.getoption("--board")
+    if board == "sim":
+        from host_tools.sim import SimBoard
+
+        with SimBoard(seed=1) as sim:
+            yield MeterUnderTest("sim", sim.optical_port, sim.console_port, sim)
+        return
+    optical = request.config.getoption("--optical")
+    if not optical:
+        pytest.skip("a real board needs --optical PORT (its IR probe)")
+    yield MeterUnderTest(board, optical, request.config.getoption("--console"))
+
+
+def run_meterctl(*args: str, timeout: float = 120):
+    """Run meterctl as a person does; a CompletedProcess with text stdout and stderr."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = str(Path(sys.executable).parent / "meterctl")
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def meterctl():
+    """run_meterctl: `meterctl("read", "--port", meter.optical, "--json")`."""
+    return run_meterctl

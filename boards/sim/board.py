@@ -346,6 +346,15 @@ class Clock:
         self._link.call(W.OP_SYNC, 0)
 
 
+def _days_from_2000(y, m, d):
+    """Days from 2000-01-01 to a civil date (UTC, no time zone: time.mktime would use the
+    host's, and the RTC must not depend on where the simulator runs)."""
+    if m <= 2:
+        y -= 1
+        m += 12
+    return 365 * y + y // 4 - y // 100 + y // 400 + (153 * (m - 3) + 2) // 5 + d - 730426
+
+
 class RTC:
     """machine.RTC look-alike over the host's RTC (battery-backed or volatile)."""
 
@@ -360,7 +369,7 @@ class RTC:
             t = time.gmtime(self._link.rtc + _EPOCH_2000_IN_1970)
             # machine.RTC order: year, month, day, weekday (Mon = 0), h, m, s, subseconds
             return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
-        secs = time.mktime((dt[0], dt[1], dt[2], dt[4], dt[5], dt[6], 0, 0)) - _EPOCH_2000_IN_1970
+        secs = _days_from_2000(dt[0], dt[1], dt[2]) * 86400 + dt[4] * 3600 + dt[5] * 60 + dt[6]
         i = self._link.begin(W.OP_RTC_SET, 4)
         self._link.put_u32(i, secs)
         self._link.call(W.OP_SYNC, 0)

@@ -298,6 +298,13 @@ class SimBoard:
             self.server.drop()
 
     # ---- time ----------------------------------------------------------------------
+    def set_speed(self, speed: float) -> None:
+        """Virtual seconds per real second between run() calls (0: frozen, the default)."""
+        if speed < 0:
+            raise ValueError("speed must be >= 0")
+        self.speed = speed
+        self._hw().set_speed(speed)
+
     def run(self, seconds: float) -> None:
         """Advance virtual time by `seconds` as fast as the firmware allows."""
         hw = self._hw()

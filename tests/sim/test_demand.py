@@ -152,7 +152,9 @@ def test_a_25_hour_outage_suspends_demand_until_the_time_is_set_and_a_2_hour_one
             "m.clock_time", "m.demand.suspended", "m.demand.max_w", "m.demand.previous_w", "m.billing.outage_s"
         )
         assert not suspended and 7200 <= outage <= 7202
-        assert abs(max_w - 2400) <= 1
+        # the intervals before the outage; the first began at power-up, and an interval ends
+        # at the first poll past its end: up to one poll (2.4 kW x 1 s / 900 s = 2.7 W) more
+        assert abs(max_w - 2400) <= 3
         # the interval cut short at 00:40 counts 10 minutes over the full 15
         assert abs(prev - 1600) <= 2
         board.run(20 * 60.0)

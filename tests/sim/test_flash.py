@@ -48,9 +48,61 @@ def test_verification_catches_a_file_that_differs(sim):
         flash.verify(sim.console_port, files)
 
 
-def test_no_device_at_the_port_is_one_line_with_exit_code_1(tmp_path):
+def test_no_device_at_the_port_is_one_line_with_exit_code_3(tmp_path):
     r = subprocess.run([METERCTL, "flash", "--board", "pico", "--port", str(tmp_path / "ttyACM9"), "--timeout", "5"],
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 1
-    last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("meterctl: mpremote failed") and "Traceback" not in r.stderr
+    assert r.returncode == 3
+    assert r.stderr.strip().splitlines() == [
+        f"meterctl: no device at {tmp_path / 'ttyACM9'} "
+        "(hint: is the board plugged in? `mpremote devs` lists the ports)"
+    ]
+
+
+def _answers(port: str, seconds: float = 20.0) -> bool:
+    import time
+
+    from host_tools.c1218 import C1218Error, Client
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            with Client.open(port) as c:
+                c.identify()
+            return True
+        except C1218Error:
+            time.sleep(0.2)
+    return False
+
+
+def test_a_sealed_meter_is_refused_unless_the_seal_is_broken_with_the_master_password(tmp_path):
+    from host_tools.c1218 import TABLES, Client, read_events
+
+    with SimBoard(state_dir=tmp_path, speed=1.0) as board:
+        with Client.open(board.optical_port).session(password="") as c:  # a factory meter: blank passwords
+            c.procedure(TABLES.PROC_SEAL)
+        def files():
+            return {p.name: p.stat().st_mtime_ns for p in (tmp_path / "fs").iterdir()}
+
+        before = files()
+        base = [METERCTL, "flash", "--board", "sim", "--port", board.console_port, "--timeout", "20", "--compile"]
+        r = subprocess.run(base, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 5, r.stderr
+        assert r.stderr.strip().splitlines() == [
+            "meterctl: the meter is sealed: flashing it would break the seal "
+            "(hint: unseal it first, or give --break-seal --password MASTER --optical PORT)"
+        ]
+        assert files() == before, "nothing was written"
+        assert _answers(board.optical_port), "the refused meter runs on"
+
+        r = subprocess.run([*base, "--break-seal"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "--break-seal needs --optical" in r.stderr
+
+        breaking = [*base, "--break-seal", "--optical", board.optical_port, "--password"]
+        r = subprocess.run([*breaking, "wrong"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 5 and "wrong password for the master level" in r.stderr, r.stderr
+        r = subprocess.run([*breaking, ""], capture_output=True, text=True, timeout=120)  # a factory meter's
+        assert r.returncode == 0, r.stderr
+        assert "seal broken" in r.stderr and "verified" in r.stderr
+        with Client.open(board.optical_port).session(password="") as c:
+            codes = [e["EVENT_CODE"] for e in read_events(c)]
+        assert TABLES.MFG + 3 in codes  # unsealed, logged by the meter

@@ -104,7 +104,10 @@ def test_every_table_is_read_and_written_at_its_declared_level(sim, level):
         for number, _ in T.TABLES:
             e = T.find(number)
             want = "ok" if T.read_level(e) <= level else "isc"
-            got = code_of(c, b"\x30" + number.to_bytes(2, "big"))
+            req = b"\x30" + number.to_bytes(2, "big")
+            if number == 64:  # the load profile (20,608 bytes) is larger than a message: a partial read
+                req = b"\x3f" + number.to_bytes(2, "big") + (0).to_bytes(3, "big") + (16).to_bytes(2, "big")
+            got = code_of(c, req)
             assert got == want, f"read of table {number} at level {LEVEL_NAMES[level]}"
             wl = T.write_level(e)
             if wl == T.NEVER:

@@ -60,6 +60,9 @@ KIND_BASE, KIND_DELTA, KIND_CONFIG, KIND_SEAL, KIND_FORMAT = (
 )
 FLAG_LOST = C["_FLAG_LOST"]
 BASE_SLOT = C["BASE_SLOT"]
+# layout 2 (README: a layout change): the same records, the register area from 0x4000 and
+# its deltas from 0x4800; the load profile was the 8 KiB at 0x2000
+V2_REGISTERS, V2_DELTAS = 0x4000, 0x4800
 
 
 GEN_MASK, EXTRA_SHIFT = C["_GEN_MASK"], C["_EXTRA_SHIFT"]
@@ -132,10 +135,11 @@ class Registers:
         return self.fields[f"{direction}_wh"] + self.fields[f"{direction}_res"] / LSB_PER_WH
 
 
-def _records(image: bytes, page: int, kind: int) -> list[tuple[int, int, int, bytes]]:
-    """Every whole record of a kind at a page start of the register area: (seq, addr, flags, payload)."""
+def _records(image: bytes, page: int, kind: int, start: int | None = None) -> list[tuple[int, int, int, bytes]]:
+    """Every whole record of a kind at a page start of the register area (from start, for
+    another layout's image): (seq, addr, flags, payload)."""
     found = []
-    for addr in range(C["REGISTERS_START"], len(image), page):
+    for addr in range(C["REGISTERS_START"] if start is None else start, len(image), page):
         rec = parse(image, addr, kind)
         if rec is not None:
             found.append((rec[0], addr, rec[1], rec[2]))
@@ -161,11 +165,12 @@ def _with_delta(base: list[int], flags: int, payload: bytes) -> tuple[list[int],
     return vals, payload[4 * k :]
 
 
-def history(image: bytes, page: int = 64) -> list[Registers]:
+def history(image: bytes, page: int = 64, start: int | None = None) -> list[Registers]:
     """Every register state the image holds, newest first: element 0 is what the firmware
     restores (the newest whole base plus the newest whole delta of its generation made
-    after it), then the base's older deltas, then older bases."""
-    found = _records(image, page, KIND_BASE)
+    after it), then the base's older deltas, then older bases. start: where the register
+    area begins, if not this layout's (layout 2: V2_REGISTERS)."""
+    found = _records(image, page, KIND_BASE, start)
     if not found:
         return []
     states = []
@@ -173,7 +178,7 @@ def history(image: bytes, page: int = 64) -> list[Registers]:
     for seq, addr, flags, payload in found:
         bases_seen.setdefault(seq, (addr, flags, payload))  # two copies: one state
     ordered = sorted(bases_seen.items(), reverse=True)
-    all_deltas = _records(image, page, KIND_DELTA)
+    all_deltas = _records(image, page, KIND_DELTA, start)
     for n, (bseq, (baddr, bflags, bpayload)) in enumerate(ordered):
         vals, extra = _base_values(bflags, bpayload)
         later = ordered[n - 1][0] if n else None  # deltas after a newer base belong to it
@@ -185,9 +190,9 @@ def history(image: bytes, page: int = 64) -> list[Registers]:
     return states
 
 
-def newest_registers(image: bytes, page: int = 64) -> Registers | None:
+def newest_registers(image: bytes, page: int = 64, start: int | None = None) -> Registers | None:
     """What the firmware restores at boot: the newest whole base plus its newest whole delta."""
-    states = history(image, page)
+    states = history(image, page, start)
     return states[0] if states else None
 
 
@@ -274,8 +279,9 @@ def test_records_written_here_are_what_the_firmware_restores(tmp_path):
         load_base(board.hw.eeprom, values, seq=41, pair=1)
         words = [0] * len(parts())
         words[0] = 2 * LSB_PER_WH + 2111  # delivered: +2.2111 Wh, so the residue carries
-        load_delta(board.hw.eeprom, words, seq=44, gen=1, slot=100)
-        load_delta(board.hw.eeprom, [5] * len(parts()), seq=45, gen=2, slot=101)  # another base's: ignored
+        slot = slots() - 2  # the last two slots: the next delta goes to the last one
+        load_delta(board.hw.eeprom, words, seq=44, gen=1, slot=slot)
+        load_delta(board.hw.eeprom, [5] * len(parts()), seq=45, gen=2, slot=slot + 1)  # another base's: ignored
         board.set_load(240.0, 0.0)
         board.power_on()
         board.set_load(240.0, 10.0)
@@ -284,7 +290,7 @@ def test_records_written_here_are_what_the_firmware_restores(tmp_path):
         image = board.hw.eeprom.dump()
         regs = newest_registers(image)
         assert regs.seq == 46 and regs.base_seq == 41, "the next sequence, on the same base"
-        assert regs.addr == C["DELTAS_START"] + 101 * delta_size(), "the slot after the restored delta"
+        assert regs.addr == C["DELTAS_START"] + (slot + 1) * delta_size(), "the slot after the restored delta"
         assert regs.fields["received_wh"] == 4321 and regs.fields["received_res"] == 5
         flowed = board.true_energy_wh()["delivered"]
         assert regs.wh("delivered") - 123459.0001 == pytest.approx(flowed, abs=0.01)
