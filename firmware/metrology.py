@@ -492,6 +492,7 @@ class Metrology:
             self._chip_reset()
         if flags & A.IRQ_SAG:
             self.sags += 1
+            self._slow = 1  # a full poll: varh and VAh too, not only what the fast poll reads
             self.poll()
             if self.sag_handler is not None:
                 self.sag_handler()
