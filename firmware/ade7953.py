@@ -78,6 +78,7 @@ _APENERGYA = const(0x222)
 _APENERGYB = const(0x223)
 _VPEAK = const(0x226)
 _RSTVPEAK = const(0x227)
+_IRQSTATA = const(0x22D)
 _RSTIRQSTATA = const(0x22E)
 
 # --- values ---
@@ -150,19 +151,25 @@ def signed24(v):
 
 
 def phcal_for(urad, period):
-    """(PHCAL register value, residual urad) that compensate a current lag error of `urad`
-    microradians at the line period PERIOD. One PHCAL step is CLKIN/4, a quarter of a
-    PERIOD LSB, i.e. pi/2 / (PERIOD + 1) rad at any line frequency; the residual (at most
-    half a step: 0.012 deg at 60 Hz) is left for the caller to trim."""
+    """The PHCAL register value that compensates a current lag error of `urad` microradians
+    at the line period PERIOD. One PHCAL step is CLKIN/4, a quarter of a PERIOD LSB, i.e.
+    pi/2 / (PERIOD + 1) rad at any line frequency; the residual (phcal_residual: at most
+    half a step, 0.012 deg at 60 Hz) is left for the caller to trim. Two functions, not a
+    tuple: the metering loop calls them when the line frequency moves, and allocates nothing."""
     p1 = period + 1
     mag = urad if urad >= 0 else -urad
     code = (mag * p1 + _PHCAL_STEP_X // 2) // _PHCAL_STEP_X
     if code > _PHCAL_MAX:
         code = _PHCAL_MAX
-    applied = code * _PHCAL_STEP_X // p1
-    if urad >= 0:  # the chip sees extra lag: advance the current (bit 9)
-        return (_PHCAL_ADVANCE | code) if code else 0, urad - applied
-    return code, urad + applied
+    if urad >= 0 and code:  # the chip sees extra lag: advance the current (bit 9)
+        return _PHCAL_ADVANCE | code
+    return code
+
+
+def phcal_residual(urad, reg, period):
+    """The part of a `urad` lag error that the PHCAL value `reg` leaves at PERIOD."""
+    applied = (reg & 0x1FF) * _PHCAL_STEP_X // (period + 1)
+    return urad - applied if reg & _PHCAL_ADVANCE else urad + applied
 
 
 def noload_x(p_mw):
@@ -375,6 +382,10 @@ class ADE7953:
     def irq_asserted(self):
         """The IRQ pin is low: an enabled status bit is latched (read irq_status())."""
         return self._irq.value() == 0
+
+    def sag_pending(self):
+        """The IRQ pin is low for a SAG (the flags read, not cleared: on_irq still sees them)."""
+        return self._irq.value() == 0 and bool(self._t.read(_IRQSTATA) & IRQ_SAG)
 
     def irq_status(self):
         """Read and clear the group A interrupt flags (releases the IRQ pin)."""

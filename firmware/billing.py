@@ -159,11 +159,20 @@ class Billing:
         try:
             getattr(powerup, what)(self, t)
         finally:
-            del sys.modules["powerup"]
+            sys.modules.pop("powerup", None)
 
     def boot(self):
         """After storage.restore(): the state restored, the power-up rules (powerup.py)."""
         self._powerup("boot")
+
+    def apply_changes(self):
+        """A configuration written since the last look (optical port, console): apply it now.
+        The meter's loop calls this outside the metering step, which then never imports
+        powerup.py (an import allocates; the steady state allocates nothing)."""
+        if getattr(self.meter.config, "changes", 0) != self.cfg_seen:
+            now_ms = self._ticks.ticks_ms()
+            self._powerup("reconfigure", self.clock.now(now_ms))
+            self._due_ms = now_ms  # new intervals: the next poll looks at the boundaries
 
     # --- every poll ---------------------------------------------------------------------
     def tick(self, now_ms):

@@ -37,9 +37,9 @@ long docstring while it compiles.
 #
 # No allocation per refresh (a refresh runs every poll): the text and RAM images are
 # preallocated, identifiers are bytes, numbers are small ints, and only the RAM bytes that
-# changed go to the HT1621. The one exception: an RTC has no allocation-free read
-# (machine.RTC.datetime() returns a new tuple), so the date and time items read it once
-# when they come on and count seconds on the board clock from there.
+# changed go to the HT1621. The date and time items take the meter's clock (seconds since
+# 2000, timekeeping.date_into: no tuple; machine.RTC.datetime() would make one) once when
+# they come on, and count seconds on the board clock from there.
 #
 # The HT1621's power-on reset is unreliable: every REINIT_S of board clock the display
 # re-sends the init commands and the whole RAM.
@@ -51,6 +51,7 @@ from micropython import const
 import config
 import lcd_glyphs as G
 import status
+import timekeeping as tk
 
 ITEM_DELIVERED = const(1)
 ITEM_RECEIVED = const(2)
@@ -101,9 +102,10 @@ class Display:
         self.reinits = 0
         self._next_scroll = 0
         self._next_reinit = 0
-        # the RTC as read when a date/time item came on, and the board clock then
+        # the meter's clock as read when a date/time item came on, and the board clock then
         self._rtc_read = False
         self._date = bytearray(3)  # month, day, year % 100
+        self._ymd = [0, 0, 0]  # timekeeping.date_into's answer
         self._sod = 0  # second of the day
         self._sod_ticks = 0
         # the firmware version, laid out once: digits right-aligned, a point after each part
@@ -202,12 +204,16 @@ class Display:
                 ann |= G.ANN_KW
         elif item == ITEM_DATE or item == ITEM_TIME:
             if not self._rtc_read:
-                # machine.RTC order: year, month, day, weekday, hours, minutes, seconds, subseconds
-                dt = m.board.rtc.datetime()
-                self._date[0] = dt[1]
-                self._date[1] = dt[2]
-                self._date[2] = dt[0] % 100
-                self._sod = dt[4] * 3600 + dt[5] * 60 + dt[6]
+                # the meter's clock (timekeeping.py, as ST52 shows it), not machine.RTC's
+                # datetime(): that makes a tuple, and a refresh allocates nothing
+                secs = m.clock_time
+                days = secs // 86400
+                ymd = self._ymd
+                tk.date_into(days, ymd)
+                self._date[0] = ymd[1]
+                self._date[1] = ymd[2]
+                self._date[2] = ymd[0] % 100
+                self._sod = secs - days * 86400
                 self._sod_ticks = now
                 self._rtc_read = True
             if item == ITEM_DATE:

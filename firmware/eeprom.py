@@ -29,6 +29,12 @@ class EEPROMError(OSError):
     """The chip did not finish a write cycle in time, or is not there."""
 
 
+class Aborted(Exception):
+    """A write stopped before one of its pages because abort() asked (the power-fail
+    warning: the hold-up time is for the registers' last record, not for a log's or the rest
+    of a long one). The pages written are whole; the record's CRC marks it unfinished."""
+
+
 class EEPROM:
     """One 24LC-series chip; reads and writes of any length at any address."""
 
@@ -44,6 +50,7 @@ class EEPROM:
         self._clock = clock
         self._poll = bytearray(1)  # the acknowledge poll's lone address byte
         self.writes = 0  # page writes issued since boot (diagnostics, benchmarks)
+        self.abort = None  # a callable: True stops a write of several pages (meter.py: a chip IRQ)
 
     def ready(self):
         """One acknowledge poll: True if the chip answers now (idle and present)."""
@@ -70,17 +77,44 @@ class EEPROM:
         self._check(mem, len(buf))
         self._i2c.readfrom_mem_into(self.addr, mem, buf, addrsize=16)
 
-    def write(self, mem, data):
-        """Write data at mem, one page write per page touched, each waited for."""
+    def write(self, mem, data, pages=None):
+        """Write data at mem, one page write per page touched, each waited for; before each
+        page, abort() may stop it (Aborted). A record saved from the metering loop must not
+        allocate: one that fits its page goes as it is, and a longer one at a page boundary
+        can come with `pages`, its page-sized views made once (pages_of)."""
         n = len(data)
         self._check(mem, n)
+        page = self.page
+        if n <= page - (mem & (page - 1)):
+            self._stop_if_asked()
+            self._write_page(mem, data)
+            return
+        if pages is not None and not mem & (page - 1):
+            for chunk in pages:
+                self._stop_if_asked()
+                self._write_page(mem, chunk)
+                mem += len(chunk)
+            return
         mv = memoryview(data)
         done = 0
-        page = self.page
         while done < n:
             at = mem + done
             take = min(n - done, page - (at & (page - 1)))
-            self._i2c.writeto_mem(self.addr, at, mv[done : done + take], addrsize=16)
-            self.writes += 1
-            self.wait_ready()
+            self._stop_if_asked()
+            self._write_page(at, mv[done : done + take])
             done += take
+
+    def _stop_if_asked(self):
+        """Before each page: raise Aborted if abort() says so."""
+        if self.abort is not None and self.abort():
+            raise Aborted()
+
+    def _write_page(self, mem, data):
+        self._i2c.writeto_mem(self.addr, mem, data, addrsize=16)
+        self.writes += 1
+        self.wait_ready()
+
+    def pages_of(self, buf):
+        """buf as page-sized memoryviews, for write(mem, buf, pages) at a page boundary."""
+        mv = memoryview(buf)
+        return [mv[i : i + self.page] for i in range(0, len(buf), self.page)]

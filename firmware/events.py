@@ -68,6 +68,7 @@ class LogRing:
         self.size = size
         self.slots = self.ring.slots
         self.buf = bytearray(records.OVERHEAD + size)  # the record last loaded
+        self._body = memoryview(self.buf)[0 : records.HEADER + size]  # its CRC's span, made once
         self.order = None  # slots oldest first, once indexed
         self.seqs = None  # their sequence numbers
         self.tags = None  # their payloads' first four bytes (little-endian)
@@ -77,9 +78,9 @@ class LogRing:
         Raises OSError."""
         addr = self.start + i * self.ring.slot_size
         self.st.ee.read_into(addr, self.buf)
-        if not records.valid(self.buf, addr, self.kind, self.size):
+        if not records.valid(self.buf, addr, self.kind, self.size, self._body):
             return -1
-        return records.header(self.buf)[3]
+        return records.sequence(self.buf)
 
     def append(self, payload):
         """Write payload over the oldest slot; True if it is on the chip."""
@@ -87,14 +88,13 @@ class LogRing:
             self.order = None
             return False
         order = self.order
-        if order is not None:  # keep the index: storage.Ring writes after its newest
+        if order is not None:  # keep the index (logread.py made its lists with room for every slot)
             i = (order[-1] + 1) % self.slots if order else 0
             try:
                 seq = self.load(i)
             except OSError:
                 seq = -1
-            h = records.HEADER
-            if seq > (self.seqs[-1] if order else 0) and self.buf[h : h + self.size] == payload:
+            if seq > (self.seqs[-1] if order else 0) and self._holds(payload):
                 if i in order:
                     k = order.index(i)
                     del order[k], self.seqs[k], self.tags[k]
@@ -103,6 +103,15 @@ class LogRing:
                 self.tags.append(payload[0] | payload[1] << 8 | payload[2] << 16 | payload[3] << 24)
             else:
                 self.order = None  # not where expected: index again at the next read
+        return True
+
+
+    def _holds(self, payload):
+        """buf's payload is `payload` (compared in place: a slice would allocate)."""
+        buf, h = self.buf, records.HEADER
+        for k in range(self.size):
+            if buf[h + k] != payload[k]:
+                return False
         return True
 
 

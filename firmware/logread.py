@@ -28,19 +28,27 @@ def index(lr):
     """Build lr's index (slots by sequence) if it has none; False while the chip is away."""
     if lr.order is not None:
         return True
-    found = []
+    slots = lr.slots
+    # made at full capacity and cut to n at the end (del keeps a list's room): LogRing.append
+    # then extends them from the metering loop without allocating; nothing else is made here
+    order, seqs, tags = [0] * slots, [0] * slots, [0] * slots
+    n = 0
     try:
-        for i in range(lr.slots):
+        for i in range(slots):
             seq = lr.load(i)
-            if seq >= 0:
-                found.append((seq, i, _u32(lr.buf, _H)))
+            if seq < 0:
+                continue
+            j = n  # insertion by sequence: a ring is in order but for its wrap, so few moves
+            while j > 0 and seqs[j - 1] > seq:
+                seqs[j], order[j], tags[j] = seqs[j - 1], order[j - 1], tags[j - 1]
+                j -= 1
+            seqs[j], order[j], tags[j] = seq, i, _u32(lr.buf, _H)
+            n += 1
     except OSError:
         lr.st.io_error()
         return False
-    found.sort()
-    lr.order = [f[1] for f in found]
-    lr.seqs = [f[0] for f in found]
-    lr.tags = [f[2] for f in found]
+    del order[n:], seqs[n:], tags[n:]
+    lr.order, lr.seqs, lr.tags = order, seqs, tags
     return True
 
 

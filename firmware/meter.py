@@ -122,6 +122,9 @@ class Meter:
         self.storage.restore(self.energy)
         self.billing.boot()  # power down and up, outage rules; before anything logs
         self.services.boot()  # the seal record; a sealed meter checks its firmware files
+        # from now on a long save yields to a power-fail warning (not during boot: the chip's
+        # SAG flag can be up while its voltage settles, and boot's records must be whole)
+        self.storage.ee.abort = self.metrology.sag_pending
         self.booted = True
 
     def poll(self):
@@ -132,6 +135,9 @@ class Meter:
             # the EEPROM answers after a boot without it: its calibration goes to the chip
             self.metrology.poll()  # what the chip counted meanwhile, before begin() resets it
             self.metrology.begin()
+        if self.storage.aborted:  # the power-fail warning stopped a save: the loop saves on it now
+            self.storage.aborted = False
+            return
         self.billing.tick(now)
         self.display.tick(now)
 
@@ -145,6 +151,7 @@ class Meter:
             if self.metrology.irq_pending():
                 self.metrology.on_irq()
             self.link.feed_available()
+            self.billing.apply_changes()  # a configuration the port just wrote
             if self.cal_step is not None:
                 self._calibrate()
                 next_poll = time.ticks_add(clock.ticks_ms(), POLL_MS)

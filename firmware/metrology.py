@@ -304,15 +304,24 @@ class Metrology:
         ):
             s[reg] = c.get(key) & 0xFFFFFF
         period = self._period or _PERIOD_60HZ
-        s[A.PHCALA], self.trim_a_urad = self._phcal(self._phase_a, c.get(config.PHCALA), period)
-        s[A.PHCALB], self.trim_b_urad = self._phcal(self._phase_b, c.get(config.PHCALB), period)
+        s[A.PHCALA] = self._phcal(0, period)
+        s[A.PHCALB] = self._phcal(1, period)
         return s
 
-    @staticmethod
-    def _phcal(urad, fixed, period):
+    def _phcal(self, ch, period):
+        """Channel ch's PHCAL (0 A, 1 B) at PERIOD; sets its software trim (no allocation)."""
+        urad = self._phase_b if ch else self._phase_a
         if urad:
-            return A.phcal_for(urad, period)
-        return fixed, 0
+            code = A.phcal_for(urad, period)
+            trim = A.phcal_residual(urad, code, period)
+        else:
+            code = self.config.get(config.PHCALB if ch else config.PHCALA)
+            trim = 0
+        if ch:
+            self.trim_b_urad = trim
+        else:
+            self.trim_a_urad = trim
+        return code
 
     def apply_config(self):
         """Bring the running chip in line with the Config (after calibration or programming)."""
@@ -390,11 +399,10 @@ class Metrology:
             return
         self._period = p
         ade = self.ade
-        c = self.config
-        code, self.trim_a_urad = self._phcal(self._phase_a, c.get(config.PHCALA), p)
+        code = self._phcal(0, p)
         if ade.settings.get(A.PHCALA) != code:
             ade.set(A.PHCALA, code)
-        code, self.trim_b_urad = self._phcal(self._phase_b, c.get(config.PHCALB), p)
+        code = self._phcal(1, p)
         if ade.settings.get(A.PHCALB) != code:
             ade.set(A.PHCALB, code)
 
@@ -477,6 +485,15 @@ class Metrology:
         """The chip's IRQ wants on_irq(). False while the chip is down (a dead bus): poll()
         retries once per poll, rather than the loop spinning on a pin held low."""
         return self.running and self.ade.irq_asserted()
+
+    def sag_pending(self):
+        """The power-fail warning is up (storage stops a long write for it); False on a bus fault."""
+        if not self.running:
+            return False
+        try:
+            return self.ade.sag_pending()
+        except OSError:
+            return False
 
     def on_irq(self):
         """The IRQ pin is low: a reset (re-init within this call) or a sag (energy taken out

@@ -20,6 +20,8 @@ import struct
 
 from micropython import const
 
+from eeprom import Aborted
+
 HEADER = const(8)
 OVERHEAD = const(12)
 _HDR = "<BHBI"  # kind, payload length, flags, sequence
@@ -29,10 +31,14 @@ VALID = const(1)
 DAMAGED = const(2)  # written once, but no copy passes its CRC now
 
 
-def seal(buf, addr, kind, flags, seq, n):
-    """Fill in the header and CRC of the record whose n payload bytes are in buf."""
+def seal(buf, addr, kind, flags, seq, n, body=None):
+    """Fill in the header and CRC of the record whose n payload bytes are in buf. A caller
+    that saves from the metering loop passes body = memoryview(buf)[0 : HEADER + n], made
+    once: a memoryview made here would be a heap allocation per save."""
     struct.pack_into(_HDR, buf, 0, kind, n, flags, seq)
-    struct.pack_into("<I", buf, HEADER + n, binascii.crc32(memoryview(buf)[0 : HEADER + n], addr))
+    if body is None:
+        body = memoryview(buf)[0 : HEADER + n]
+    struct.pack_into("<I", buf, HEADER + n, binascii.crc32(body, addr))
 
 
 def header(buf):
@@ -40,19 +46,35 @@ def header(buf):
     return struct.unpack_from(_HDR, buf, 0)
 
 
-def valid(buf, addr, kind, n):
-    """True if buf holds a whole record of this kind and payload length written at addr."""
-    h = struct.unpack_from(_HDR, buf, 0)
-    if h[0] != kind or h[1] != n:
+def valid(buf, addr, kind, n, body=None):
+    """True if buf holds a whole record of this kind and payload length written at addr.
+    `body` as for seal(): a ring scans its slots with it, allocating nothing."""
+    if buf[0] != kind or buf[1] | buf[2] << 8 != n:
         return False
-    return binascii.crc32(memoryview(buf)[0 : HEADER + n], addr) == struct.unpack_from("<I", buf, HEADER + n)[0]
+    if body is None:
+        body = memoryview(buf)[0 : HEADER + n]
+    k = HEADER + n
+    return binascii.crc32(body, addr) == buf[k] | buf[k + 1] << 8 | buf[k + 2] << 16 | buf[k + 3] << 24
 
 
-def write_checked(ee, addr, buf):
+def sequence(buf):
+    """The sequence number of the record in buf (header() without its tuple)."""
+    return buf[4] | buf[5] << 8 | buf[6] << 16 | buf[7] << 24
+
+
+def write_checked(ee, addr, buf, check=None, pages=None):
     """Write and read back: a chip that acknowledges but does not program (WP tied high,
-    a worn page) must not pass for a saved record."""
-    ee.write(addr, buf)
-    check = bytearray(len(buf))
+    a worn page) must not pass for a saved record. `check`: a buffer of buf's size for the
+    read-back, and `pages`: ee.pages_of(buf), kept by a caller that saves from the metering
+    loop (no allocation then)."""
+    ee.write(addr, buf, pages)
+    verify(ee, addr, buf, check)
+
+
+def verify(ee, addr, buf, check=None):
+    """Read back what write_checked wrote; raises OSError if the chip did not keep it."""
+    if check is None:
+        check = bytearray(len(buf))
     ee.read_into(addr, check)
     if check != buf:
         raise OSError("EEPROM write at 0x%04x did not stick" % addr)
@@ -152,6 +174,9 @@ class Ring:
         self.slots = length // slot
         self._kind = kind
         self._buf = bytearray(need)
+        self._body = memoryview(self._buf)[0 : HEADER + record_size]  # what the CRC covers
+        self._check = bytearray(need)  # the read-back of an append
+        self._pages = storage.ee.pages_of(self._buf) if need > page else None
         self._valid = bytearray(self.slots)  # 1 where a whole record sits
         self._newest = -1
         self._seq = 0
@@ -161,7 +186,7 @@ class Ring:
     def _slot_ok(self, i):
         addr = self._start + i * self.slot_size
         self._ee.read_into(addr, self._buf)
-        return valid(self._buf, addr, self._kind, self.record_size)
+        return valid(self._buf, addr, self._kind, self.record_size, self._body)
 
     def _ready(self):
         if self._scanned:
@@ -173,7 +198,7 @@ class Ring:
                 self._valid[i] = 1 if ok else 0
                 if ok:
                     count += 1
-                    seq = header(self._buf)[3]
+                    seq = sequence(self._buf)
                     if seq > best:
                         newest, best = i, seq
         except OSError:
@@ -200,12 +225,15 @@ class Ring:
         buf = self._buf
         buf[HEADER : HEADER + self.record_size] = record
         seq = self._seq + 1
-        seal(buf, addr, self._kind, 0, seq, self.record_size)
+        seal(buf, addr, self._kind, 0, seq, self.record_size, self._body)
         try:
-            write_checked(self._ee, addr, buf)
+            write_checked(self._ee, addr, buf, self._check, self._pages)
         except OSError:
             self._scanned = False  # rescan when the chip answers: page neighbours may be torn
             self._storage.io_error()
+            return False
+        except Aborted:  # the power is failing: the record stays unfinished (its CRC says so)
+            self._scanned = False
             return False
         self._count += 1 - self._valid[i]
         self._valid[i] = 1

@@ -96,6 +96,7 @@ class Storage:
         self._restored = False  # the newest records and the sequence are known
         self._seq = 0  # the highest sequence of any whole register record
         self._base = None  # the base's registers (a list in FIELDS order), or None: a base is due
+        self.aborted = False  # a save stopped by the power-fail warning (meter.py clears it)
         self._gen = 0  # the base's generation (deltas name it in their flags)
         self._pair = 0  # the pair of base slots the next base goes to
         self._delta = -1  # slot of the newest delta: never the next one written
@@ -134,6 +135,13 @@ class Storage:
         self._dextra = min(es, self.delta_size - words)  # what of extra fits the delta's pages
         self._brec = bytearray(records.OVERHEAD + 8 * n + es)
         self._drec = bytearray(words + self._dextra)
+        # what a save's CRC covers and its read-back, made once: saves run in the metering loop
+        self._bbody = memoryview(self._brec)[0 : len(self._brec) - 4]
+        self._dbody = memoryview(self._drec)[0 : len(self._drec) - 4]
+        self._bcheck = bytearray(len(self._brec))
+        self._bpages = self.ee.pages_of(self._brec)
+        self._dcheck = bytearray(len(self._drec))
+        self._base_vals = [0] * n  # the last base's registers (self._base points here)
         self._xbuf = bytearray(es)
         self._image = bytearray(8 * n)  # the registers as last saved
         self._scratch = bytearray(8 * n)
@@ -296,6 +304,8 @@ class Storage:
             if old or self._format.state != records.VALID:  # blank, a first boot cut short, layout 2
                 self._write_format()
             self._ok(_IO)
+        except eeprom.Aborted:
+            pass  # the power failed again during boot: the older records stand
         except OSError:
             self._fault(_IO)
         return found
@@ -322,7 +332,12 @@ class Storage:
                 rec[off + k] = xb[k]
 
     def _write_base(self, energy):
-        """Both copies of a base record into the next pair of slots; raises OSError."""
+        """Both copies of a base record into the next pair of slots; raises OSError, or
+        eeprom.Aborted if the power-fail warning stops copy 0 before its last page (the last
+        base then stands, and the warning's delta goes on it). Once copy 0 is written, the
+        warning stops the rest (its read-back, copy 1) and copy 0 is the new base: the hold-up
+        is for the warning's delta. Either way self.aborted tells the meter's loop."""
+        prev = self._base
         self._base = None  # until both copies are written, deltas wait
         rec = self._brec
         n = 8 * self.nfields
@@ -335,9 +350,24 @@ class Storage:
         flags = self._lost | gen << 1 | es << _EXTRA_SHIFT
         for copy in (0, 1):
             addr = REGISTERS_START + (2 * self._pair + copy) * BASE_SLOT
-            records.seal(rec, addr, _KIND_BASE, flags, seq, n + es)
-            records.write_checked(self.ee, addr, rec)
-        self._base = [getattr(energy, name) for name in energy.FIELDS]
+            records.seal(rec, addr, _KIND_BASE, flags, seq, n + es, self._bbody)
+            try:
+                self.ee.write(addr, rec, self._bpages)
+            except eeprom.Aborted:
+                if copy == 0:
+                    self._base = prev  # the old pair is untouched: prev (its values) still holds
+                    raise
+                self.aborted = True
+                break
+            if self.ee.abort is not None and self.ee.abort():
+                self.aborted = True  # the warning came during its last page: no time to read it back
+                break
+            records.verify(self.ee, addr, rec, self._bcheck)
+        vals = self._base_vals
+        names = energy.FIELDS
+        for i in range(len(vals)):
+            vals[i] = getattr(energy, names[i])
+        self._base = vals
         self._gen = gen
         self._pair ^= 1
         self.saves += 1
@@ -366,8 +396,12 @@ class Storage:
         seq = self._seq + 1
         self._seq = seq
         flags = self._lost | self._gen << 1 | es << _EXTRA_SHIFT
-        records.seal(rec, addr, _KIND_DELTA, flags, seq, len(rec) - records.OVERHEAD)
-        records.write_checked(self.ee, addr, rec)
+        records.seal(rec, addr, _KIND_DELTA, flags, seq, len(rec) - records.OVERHEAD, self._dbody)
+        self.ee.write(addr, rec)
+        if self.ee.abort is not None and self.ee.abort():
+            self.aborted = True  # the warning came during its write cycle: its delta first, no read-back
+        else:
+            records.verify(self.ee, addr, rec, self._dcheck)
         self._delta = self._next
         self._next = (self._next + 1) % self.slots
         self.saves += 1
@@ -399,7 +433,15 @@ class Storage:
             if not self._restored and not self._late_restore(energy):
                 return False
             if not self._write_delta(energy, urgent):
+                # a base is due: the registers go first as a delta on the current base (one
+                # page), so a power-fail warning that stops the base's many pages finds them
+                # saved as of this poll, whatever its hold-up
+                if self._base is not None:
+                    self._write_delta(energy, True)
                 self._write_base(energy)
+        except eeprom.Aborted:
+            self.aborted = True  # the power-fail warning came: the meter's loop saves on it now
+            return False
         except OSError:
             self._fault(_IO)
             if self._restored and (self._next + 1) % self.slots != self._delta:
@@ -418,7 +460,11 @@ class Storage:
         self._size(energy)
         if self._restored and not self._faults & _IO and not self._changed(energy):
             return True
-        return self.save_registers(energy, True)
+        abort, self.ee.abort = self.ee.abort, None  # the warning's own record never yields
+        try:
+            return self.save_registers(energy, True)
+        finally:
+            self.ee.abort = abort
 
     def tick(self, energy, now_ms):
         """The save policy, once per poll: a record when delivered + received moved by
@@ -452,6 +498,8 @@ class Storage:
     def _save(self, dual, fault, blob):
         try:
             dual.save(blob)
+        except eeprom.Aborted:
+            return False  # power failing: the other copy stands
         except OSError:
             self._fault(_IO)
             return False

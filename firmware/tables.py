@@ -22,7 +22,7 @@ separated by spaces: `:4` an unsigned integer of 4 bytes, `:-2` a signed one, `:
 16 characters (or raw bytes) padded with spaces.
 
 Small tables are built whole (the response is a snapshot: a value cannot tear between
-packets); the BIG ones (load profile, event log, configuration) are read a piece at a
+packets); the BIG ones (TOU calendar, load profile, event log, configuration) are read a piece at a
 time for each packet.
 
 What the rest of the meter provides (each optional, found with getattr):
@@ -31,7 +31,8 @@ What the rest of the meter provides (each optional, found with getattr):
 - meter.demand: resets, maximum(tier) -> (watts, seconds since 2000), tier -1 the total; clear().
 - meter.tou: nbr_tiers, tier_wh(tier) -> (delivered Wh, received Wh), current_tier,
   season, dims() -> (seasons, special schedules, tier switches, non-recurring dates,
-  recurring dates), calendar() -> ST54 bytes, dst() -> (hh, mm, ss, minutes, tz minutes); clear().
+  recurring dates), calendar_size(), calendar_into(off, n, buf, boff) -> ST54 bytes,
+  time_zone_min (ST53; no DST); clear().
 - meter.load_profile: dims() -> (blocks, intervals per block, channels, interval min),
   status() -> the six ST63 values, read_into(off, n, buf, boff) -> ST64 bytes; clear().
 - meter.events: record(code, data), capacity, count(), last_seq, entry(i) -> (seconds
@@ -208,7 +209,7 @@ TABLES = (
     (0x804, _READER | _NEVER << 4),  # MT4 the LCD's RAM
     (0x805, _READER | _NEVER << 4),  # MT5 the registers at full resolution (EnergyRegisters.FIELDS)
 )
-BIG = (64, 76, 0x801)
+BIG = (54, 64, 76, 0x801)
 
 # (number, level, flags)
 PROCEDURES = (
@@ -404,14 +405,16 @@ def build(m, svc, tid, buf):
 def _build_50(m, svc, tid, buf):
     """ST51-ST76: time and TOU, load profile, logs."""
     tou = getattr(m, "tou", None)
-    if tid == 51 or tid == 54:
-        cal = tou.calendar() if hasattr(tou, "calendar") else b""
-        if tid == 54:
-            buf[0 : len(cal)] = cal
-            return len(cal)
-        seasons, special, switches, nonrec, rec = tou.dims() if hasattr(tou, "dims") else (0, 0, 0, 0, 0)
-        # TIME_FUNC_FLAG2 bit 4: CAP_TM_ZN_OFFSET (ST53 has TIME_ZONE_OFFSET)
-        return pack(buf, 0, ST51, (0, 0x10, seasons | special << 4, nonrec, rec, switches, len(cal)))
+    has_calendar = hasattr(tou, "calendar_into")
+    if tid == 54:  # BIG: tou.calendar_into writes it a piece at a time (read() below)
+        return tou.calendar_size() if has_calendar else 0
+    if tid == 51:
+        seasons, special, switches, nonrec, rec = tou.dims() if has_calendar else (0, 0, 0, 0, 0)
+        size = tou.calendar_size() if has_calendar else 0
+        # TIME_FUNC_FLAG1 0: no anchor date, dates as programmed (not sorted); TIME_FUNC_FLAG2:
+        # CAP_TM_ZN_OFFSET (bit 4: ST53 has TIME_ZONE_OFFSET), SORT_TIER_SWITCHES (bit 3),
+        # CAP_DST_AUTO (bit 0) clear: the meter keeps no daylight saving time
+        return pack(buf, 0, ST51, (0, 0x18, seasons | special << 4, nonrec, rec, switches, size))
     if tid == 52 or tid == 55:
         secs = now_s(m)
         off = put_time(buf, 0, secs)
@@ -421,7 +424,8 @@ def _build_50(m, svc, tid, buf):
         tier = getattr(tou, "current_tier", 0)
         return put(buf, off + 1, (tier & 7) | (getattr(tou, "season", 0) & 15) << 9, 2)
     if tid == 53:
-        return pack(buf, 0, ST53, tou.dst() if hasattr(tou, "dst") else (2, 0, 0, 60, 0))
+        # no DST: DST_TIME_EFF 00:00:00 and DST_TIME_AMT 0; the time zone the clock keeps
+        return pack(buf, 0, ST53, (0, 0, 0, 0, getattr(tou, "time_zone_min", 0)))
     if 61 <= tid <= 64:
         blocks, ints, chns, minutes = _lp_dims(m)
         # a block: BLK_END_TIME, END_READINGS (INT48 per channel), then per interval
@@ -499,6 +503,8 @@ def read(m, tid, off, n, buf, boff):
                 buf[i] = 0
     elif tid == 76:
         _st76(m, off, n, buf, boff)
+    elif tid == 54:
+        m.tou.calendar_into(off, n, buf, boff)  # its size is 0 without a Tou: never asked then
     else:
         buf[boff : boff + n] = _config_blob(m)[off : off + n]
 

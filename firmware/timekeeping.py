@@ -39,8 +39,9 @@ def days_from_2000(y, m, d):
     return 365 * y + y // 4 - y // 100 + y // 400 + (153 * (m - 3) + 2) // 5 + d - 730426
 
 
-def date_of(days):
-    """(year, month, day) of a day number counted from 2000-01-01."""
+def date_into(days, out):
+    """out[0], out[1], out[2] = year, month, day of a day number counted from 2000-01-01.
+    The metering loop's callers (TOU, the LCD) keep `out`: a tuple would be an allocation."""
     z = days + 730425  # days from 0000-03-01 (H. Hinnant's civil_from_days)
     era = z // 146097
     doe = z - era * 146097
@@ -48,7 +49,16 @@ def date_of(days):
     doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
     mp = (5 * doy + 2) // 153
     mo = mp + 3 if mp < 10 else mp - 9
-    return yoe + era * 400 + (1 if mo <= 2 else 0), mo, doy - (153 * mp + 2) // 5 + 1
+    out[0] = yoe + era * 400 + (1 if mo <= 2 else 0)
+    out[1] = mo
+    out[2] = doy - (153 * mp + 2) // 5 + 1
+
+
+def date_of(days):
+    """(year, month, day) of a day number counted from 2000-01-01."""
+    out = [0, 0, 0]
+    date_into(days, out)
+    return out[0], out[1], out[2]
 
 
 def weekday(days):

@@ -6,6 +6,8 @@
     t.tier                                   # 0-3: A-D, the tier in force
     t.tier_wh(i)                             # (delivered Wh, received Wh) of tier i
     t.delivered_wh, t.received_wh            # all four, as tuples
+    t.dims(), t.calendar_size()              # ST51: the schedule as a C12.19 calendar, and
+    t.calendar_into(off, n, buf, boff)       # ST54 a piece at a time (firmware/README.md)
 
 The schedule (config.py, ids 0x40-0x51): TOU_SEASONS holds up to 4 season start dates as
 (month, day) byte pairs (none: one season all year; a date before the first start belongs
@@ -32,6 +34,10 @@ SATURDAY = const(1)
 SUNDAY = const(2)
 HOLIDAY = const(3)
 EVERY_YEAR = const(0xFF)
+# ST54 CALENDAR_TBL (firmware/README.md, "The TOU calendar in ST51/ST54" says where the layout comes from)
+_ACTION_SEASON = const(3)  # CALENDAR_ACTION: select season n is 3 + n
+_ACTION_SPECIAL = const(19)  # special schedule n is 19 + n: the meter's one special schedule, its holidays
+_UNUSED = const(0xFF)  # a day schedule id: that season's day type is never used
 
 
 class Tou:
@@ -52,6 +58,16 @@ class Tou:
         self.schedules = [[] for _ in range(NBR_SEASONS * 4)]  # per season * 4 + day type
         self.max_w = [0] * NBR_TIERS  # billing.py points these at the demand's per-tier maxima
         self.max_time = [0] * NBR_TIERS
+        self._ymd = [0, 0, 0]  # timekeeping.date_into's answer
+        self._found = [0, 0, 0]  # _find's season, day type, next change
+        self.time_zone_min = 0  # ST53 TIME_ZONE_OFFSET: the clock keeps local standard time, no setting moves it
+        self._day_id = bytearray(NBR_SEASONS * 4)  # ST54 day schedule id per season * 4 + day type
+        self._pos = 0  # the ST54 walk: the offset reached,
+        self._w_off = 0  # the window [off, end) written,
+        self._w_end = 0
+        self._w_buf = None  # into this buffer (None: only counting)
+        self._w_boff = 0
+        self._counts = [0, 0, 0]  # and the tier switches, non-recurring and recurring dates met
 
     # --- the schedule (powerup.py reads it from the configuration) -------------------
     def _season_of(self, mo, d):
@@ -60,7 +76,8 @@ class Tou:
             return 0
         k = len(s) - 1  # before the first start: the last season, from the year before
         for i in range(len(s)):
-            if s[i] <= (mo, d):
+            sm = s[i][0]
+            if sm < mo or sm == mo and s[i][1] <= d:  # element compares: a tuple would allocate
                 k = i
         return k
 
@@ -72,9 +89,18 @@ class Tou:
 
     def at(self, t):
         """(tier, season, day type, time of the next change) at t seconds since 2000."""
+        tier = self._find(t)
+        f = self._found
+        return tier, f[0], f[1], f[2]
+
+    def _find(self, t):
+        """at() without its tuple (switch() runs in the metering loop): the tier, with the
+        season, day type and time of the next change left in self._found."""
         days = t // tk.DAY
         minute = (t - days * tk.DAY) // 60
-        y, mo, d = tk.date_of(days)
+        ymd = self._ymd
+        tk.date_into(days, ymd)
+        y, mo, d = ymd[0], ymd[1], ymd[2]
         season = self._season_of(mo, d)
         if self._is_holiday(y, mo, d):
             day_type = HOLIDAY
@@ -89,8 +115,11 @@ class Tou:
                 tier = tr
             elif nxt < 0:
                 nxt = m
-        due = days * tk.DAY + nxt * 60 if nxt >= 0 else (days + 1) * tk.DAY  # or midnight
-        return tier, season, day_type, due
+        f = self._found
+        f[0] = season
+        f[1] = day_type
+        f[2] = days * tk.DAY + nxt * 60 if nxt >= 0 else (days + 1) * tk.DAY  # or midnight
+        return tier
 
     # --- the registers ------------------------------------------------------------------
     def fold(self):
@@ -104,7 +133,9 @@ class Tou:
 
     def switch(self, t):
         """Bring the tier, season and day type up to time t; True if the tier changed."""
-        tier, self.season, self.day_type, self.due = self.at(t)
+        tier = self._find(t)
+        f = self._found
+        self.season, self.day_type, self.due = f[0], f[1], f[2]
         if tier == self.tier:
             return False
         self.fold()
@@ -137,8 +168,110 @@ class Tou:
         self.base_rec = self._e.received_wh
         # the totals were zeroed first: the tiers sum to them again
 
+    # --- ST51/ST54: the schedule as a C12.19 calendar (built on a read, never per poll) ---------
     def dims(self):
-        """(seasons, special schedules, tier switches, non-recurring dates, recurring dates)."""
-        import logread
+        """ST51's (seasons, special schedules, tier switches, non-recurring dates, recurring
+        dates), counted by the same walk that writes ST54: they cannot disagree."""
+        self._walk()
+        c = self._counts
+        return len(self.seasons) or 1, 1 if self.holidays else 0, c[0], c[1], c[2]
 
-        return logread.tou_dims(self)
+    def calendar_size(self):
+        """ST51 CALENDAR_TBL_SIZE: the bytes of ST54."""
+        self._walk()
+        return self._pos
+
+    def calendar_into(self, off, n, buf, boff):
+        """Bytes [off, off + n) of ST54 into buf[boff:], without building the whole table
+        (the largest schedule config.py allows is bigger than any packet)."""
+        self._w_off = off
+        self._w_end = off + n
+        self._w_buf = buf
+        self._w_boff = boff
+        try:
+            self._walk()
+        finally:
+            self._w_buf = None
+
+    def _emit(self, value, size):
+        """One little-endian field of ST54 at the walk's offset: written if in the window."""
+        pos = self._pos
+        buf = self._w_buf
+        if buf is not None:
+            for i in range(size):
+                if self._w_off <= pos + i < self._w_end:
+                    buf[self._w_boff + pos + i - self._w_off] = value >> (8 * i) & 0xFF
+        self._pos = pos + size
+
+    def _number_days(self, nbr_seasons, special):
+        """Day schedule ids into self._day_id: identical days share one, numbered 0, 1, ...
+        in the order season * 4 + day type first meets them; _UNUSED for days never used."""
+        ids = self._day_id
+        sch = self.schedules
+        n = 0
+        for k in range(NBR_SEASONS * 4):
+            ids[k] = _UNUSED
+            if k >= nbr_seasons * 4 or (k & 3 == HOLIDAY and not special):
+                continue
+            for j in range(k):
+                if ids[j] != _UNUSED and sch[j] == sch[k]:
+                    ids[k] = ids[j]
+                    break
+            else:
+                ids[k] = n
+                n += 1
+
+    def _switch(self, minute, tier, day_id):
+        """A TIER_SWITCH_RCD: TIER_SWITCH_BFLD (NEW_TIER bits 0-2, SWITCH_MIN 5-10,
+        SWITCH_HOUR 11-15) and DAY_SCH_NUM."""
+        self._emit(tier | (minute % 60) << 5 | (minute // 60) << 11, 2)
+        self._emit(day_id, 1)
+        self._counts[0] += 1
+
+    def _walk(self):
+        """Go through ST54 from its start: NON_RECURR_DATES, RECURR_DATES, TIER_SWITCHES,
+        DAILY_SCHEDULE_ID_MATRIX (no ANCHOR_DATE: ST51 ANCHOR_DATE_FLAG is 0)."""
+        self._pos = 0
+        c = self._counts
+        c[0] = c[1] = c[2] = 0
+        nbr_seasons = len(self.seasons) or 1
+        special = 1 if self.holidays else 0
+        self._number_days(nbr_seasons, special)
+        for y, mo, d in self.holidays:  # one-off holidays: DATE (YY MM DD) + CALENDAR_CTRL
+            if y != EVERY_YEAR:
+                self._emit((y - 2000) % 100, 1)
+                self._emit(mo, 1)
+                self._emit(d, 1)
+                self._emit(_ACTION_SPECIAL, 1)
+                c[1] += 1
+        for y, mo, d in self.holidays:  # every-year holidays: RDATE (MONTH bits 0-3, DAY 11-15) + CALENDAR_CTRL
+            if y == EVERY_YEAR:
+                self._emit(mo | d << 11, 2)
+                self._emit(_ACTION_SPECIAL, 1)
+                c[2] += 1
+        s = self.seasons
+        for i in range(len(s)):  # the season starts, every year
+            self._emit(s[i][0] | s[i][1] << 11, 2)
+            self._emit(_ACTION_SEASON + i, 1)
+            c[2] += 1
+        ids = self._day_id
+        nxt = 0
+        for k in range(nbr_seasons * 4):  # each day schedule once, by id, its switches by time
+            day_id = ids[k]
+            if day_id != nxt:
+                continue  # unused, or the same as an earlier day
+            nxt += 1
+            sched = self.schedules[k]
+            if not sched:
+                self._switch(0, 0, day_id)  # no switch points: tier A all day
+                continue
+            if sched[0][0]:  # before the first switch point: the day's last tier (tou.py's rule)
+                self._switch(0, sched[-1][1], day_id)
+            for m, tier in sched:
+                self._switch(m, tier, day_id)
+        for i in range(nbr_seasons):  # per season: SATURDAY, SUNDAY, WEEKDAY, then the holiday schedule
+            self._emit(ids[i * 4 + SATURDAY], 1)
+            self._emit(ids[i * 4 + SUNDAY], 1)
+            self._emit(ids[i * 4 + WEEKDAY], 1)
+            if special:
+                self._emit(ids[i * 4 + HOLIDAY], 1)

@@ -230,7 +230,9 @@ class I2C:
         link.call(W.OP_I2C_READ, 0)
         if link.inbuf[0] != W.I2C_STATUS_ACK:
             raise OSError(19)
-        buf[0:n] = link.inbuf[1 : n + 1]
+        src = link.inbuf
+        for k in range(n):  # a copy loop, not a slice: a board's I2C read allocates nothing
+            buf[k] = src[k + 1]
 
     def writeto(self, addr, buf, stop=True):
         self._write(addr, buf, len(buf), stop)

@@ -52,6 +52,22 @@ Modelling choices where the datasheet is silent or unclear (the reference's [Unc
 - Waveform registers V/IA/IB read the instantaneous sample at the chip's current time;
   inputs are not clipped (registers saturate at their width instead).
 - The chip is powered at construction (the same as power_up()).
+- Measurement noise (noise_1s, default 0 = none): white noise in the active and reactive
+  power of both channels, input-referred (added with the offsets, before the xGAIN
+  registers), a property of chip time and not of how the host steps. Its level is the sd of
+  its mean over 1 s, in power codes: over a window of T seconds the mean has sd
+  noise_1s / sqrt(T / 1 s), so the energy's noise grows as sqrt(T). The datasheet's only
+  figure (p.1: "less than 0.1 % error in active and reactive energy measurements over a
+  dynamic range of 3000:1") gives NOISE_1S: at 1/3000 of full scale (FULL_SCALE_POWER /
+  3000 = 1,620.8 codes) an energy read over a 10 s accumulation is taken to be within
+  0.1 % at 3 sigma, so the 10 s mean has sd 1,620.8 x 0.001 / 3 = 0.540 codes and
+  NOISE_1S = 0.540 x sqrt(10) = 1.709 codes. The noise is held on a fixed grid of
+  NOISE_CELL_S = 0.1 s of chip time (the power filters settle in about 200 ms: the AWATT
+  register and the no-load comparison see a band-limited power, sd NOISE_1S / sqrt(0.1)
+  = 5.4 codes); a host step inside a cell draws nothing, a step across many whole cells
+  draws their mean once (sd NOISE_1S / sqrt(n x 0.1 s)). The energy over any window is
+  then the exact integral of the same noise process whatever the step sizes, and a given
+  seed and sequence of calls gives the same run.
 """
 
 import binascii
@@ -73,6 +89,14 @@ OPTIMUM_SETTING = 0x0030
 UNOPTIMISED_GAIN_ERROR = 0.003           # our choice: what a missing 0x120 write costs
 CRC_RESET_VALUE = 0x48739163
 MAX_VIOLATIONS = 10_000                  # the list stops growing; violation_count keeps counting
+# The datasheet's accuracy figure [DS p.1] and how it is read (module docstring): the noise level.
+DATASHEET_ERROR = 0.001                  # "less than 0.1 % error" ...
+DATASHEET_DYNAMIC_RANGE = 3000           # ... "over a dynamic range of 3000:1"
+DATASHEET_WINDOW_S = 10.0                # our reading: an energy accumulated over 10 s ...
+DATASHEET_SIGMAS = 3.0                   # ... within the 0.1 % at 3 sigma
+NOISE_1S = (FULL_SCALE_POWER / DATASHEET_DYNAMIC_RANGE * DATASHEET_ERROR / DATASHEET_SIGMAS
+            * math.sqrt(DATASHEET_WINDOW_S))   # 1.709 power codes: sd of the noise's 1 s mean
+NOISE_CELL_S = 0.1                       # the noise is held this long (the power filter's band)
 _ENERGY_K = ENERGY_LSB_PER_S_FS / FULL_SCALE_POWER
 _IRMS_K = ENERGY_LSB_PER_S_FS / FULL_SCALE_RMS
 _ZX_MIN = 1 / 1250                       # below this fraction of full scale: no zero crossings
@@ -248,15 +272,18 @@ class ADE7953:
 
     def __init__(self, *, seed: int = 0, strict: bool = True,
                  gain_error: dict | None = None, phase_error_deg: dict | None = None,
-                 offset_noise: float = 0.0, offset_codes: dict | None = None):
+                 noise_1s: float = 0.0, offset_codes: dict | None = None):
         ge = gain_error or {}
         self._ge = (1.0 + ge.get("V", 0.0), 1.0 + ge.get("IA", 0.0), 1.0 + ge.get("IB", 0.0))
         pe = phase_error_deg or {}
         self._pe = (pe.get("A", 0.0), pe.get("B", 0.0))
         oc = offset_codes or {}
         self._oc = (oc.get("A", 0.0), oc.get("B", 0.0))
-        self._noise_sd = float(offset_noise)
+        self._noise_1s = float(noise_1s)
         self._rng = random.Random(seed)
+        self._noise = (0.0, 0.0, 0.0, 0.0)   # input-referred W, var of A then B (power codes)
+        self._noise_gain = (1.0, 1.0, 1.0, 1.0)
+        self._cell_left = 0.0                # chip time left in the current noise cell
         self.strict = strict
         self.violations = []
         self.violation_count = 0
@@ -414,17 +441,10 @@ class ADE7953:
 
     def _step(self, dt):
         """Accumulate `dt` seconds at the cached rates and run the timers."""
-        if self._noise_sd:
-            g, sd, p = self._rng.gauss, self._noise_sd, self._base
-            self._evaluate((p[0] + g(0.0, sd), p[1] + g(0.0, sd), p[2],
-                            p[3] + g(0.0, sd), p[4] + g(0.0, sd), p[5]), True)
-        frac = self._frac
-        for i, rate in self._rates:
-            a = frac[i] + rate * dt
-            n = int(a)
-            frac[i] = a - n
-            if n:
-                self._count(i, n)
+        if self._noise_1s:
+            self._noisy(dt)
+        else:
+            self._accumulate(dt)
         self._irqa |= IRQ_WSMP
         hc = self._hc + dt * self._hc_rate
         if hc >= 1.0:
@@ -434,6 +454,50 @@ class ADE7953:
         self._hc = hc
         if self._watch:
             self._slow(dt)
+
+    def _noisy(self, dt):
+        """Accumulate `dt` with the noise held on its fixed grid of NOISE_CELL_S cells:
+        the rest of the current cell, then the whole cells (one draw: their mean), then
+        the start of a new cell. Steps inside a cell (the bus traffic) draw nothing."""
+        left = self._cell_left
+        if dt <= left:
+            self._cell_left = left - dt
+            self._accumulate(dt)
+            return
+        if left > 0.0:
+            self._accumulate(left)
+            dt -= left
+        n = int(dt / NOISE_CELL_S)
+        if n:
+            span = n * NOISE_CELL_S
+            self._draw(span)
+            self._accumulate(span)
+            dt = max(0.0, dt - span)
+        self._draw(NOISE_CELL_S)
+        self._accumulate(dt)
+        self._cell_left = NOISE_CELL_S - dt
+
+    def _draw(self, span):
+        """New noise: its mean over `span` seconds (sd NOISE_1S / sqrt(span)), then the rates."""
+        g, sd = self._rng.gauss, self._noise_1s / math.sqrt(span)
+        self._noise = (g(0.0, sd), g(0.0, sd), g(0.0, sd), g(0.0, sd))
+        self._evaluate(self._noisy_power(), True)
+
+    def _noisy_power(self):
+        """The six power codes with the current noise (input-referred: times the gains)."""
+        p, n, k = self._base, self._noise, self._noise_gain
+        return (p[0] + n[0] * k[0], p[1] + n[1] * k[1], p[2],
+                p[3] + n[2] * k[2], p[4] + n[3] * k[3], p[5])
+
+    def _accumulate(self, dt):
+        """dt seconds at the cached energy rates: into the registers and the CF outputs."""
+        frac = self._frac
+        for i, rate in self._rates:
+            a = frac[i] + rate * dt
+            n = int(a)
+            frac[i] = a - n
+            if n:
+                self._count(i, n)
 
     def _count(self, i, n):
         """n LSB steps of DFC i: into the energy register (or line-cycle sum) and the CFs."""
@@ -571,6 +635,7 @@ class ADE7953:
                      (s * math.sin(phi) + off) * g(pre + "VARGAIN") + _sext24(r[pre + "VAROS"]) / 512,
                      s * g(pre + "VAGAIN") + _sext24(r[pre + "VAOS"]) / 512]
         self._base = base
+        self._noise_gain = (g("AWGAIN"), g("AVARGAIN"), g("BWGAIN"), g("BVARGAIN"))
         self._wave = (self._pk[0], self._pk[1] * (-1 if ia_pin < 0 else 1),
                       self._pk[2] * (-1 if ib_pin < 0 else 1),
                       math.radians(phis[0] - (180.0 if ia_pin < 0 else 0.0)),
@@ -624,7 +689,7 @@ class ADE7953:
         self._levels_stale = True
         self._watch = True
         self._dirty = not self._ready   # evaluate again (latching) once the chip is ready
-        self._evaluate(base, self._ready)
+        self._evaluate(self._noisy_power() if self._noise_1s else base, self._ready)
 
     @staticmethod
     def _phase(lag_deg, phcal, hz):

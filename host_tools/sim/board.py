@@ -26,16 +26,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from host_tools.sim.ade7953 import NOISE_1S
 from host_tools.sim.console import Console
 from host_tools.sim.server import EPOCH_2000, Server, VirtualHardware
 
 DEFAULT_START = "2026-01-05T00:00:00"  # a Monday
 # The heap the VM gets. The unix port is a 64-bit build: object slots are 8 bytes instead of
-# a board's 4, and importing the firmware takes about 2.3x its .mpy size here. The whole
-# firmware (about 75 KB of .mpy) takes about 150 KB of this heap after boot, so 256 KB
-# leaves room for sessions and fragmentation. On a board, that much bytecode fits the
-# Pico's ~210 KB heap but not an ESP32's ~90 KB without frozen modules (boards/sim/README.md).
-DEFAULT_HEAP_KB = 256
+# a board's 4, and every module's bytecode is copied into the heap. Importing the whole
+# firmware (76 KB of .mpy) takes about 153 KB of this heap, and its data about 26 KB more
+# after boot (tests/bench/heap.py, which also shows the VM's interned names adding a pool of
+# 14 KB). Calibration steps (calibration.py, imported for a step and dropped) and the logs'
+# indexes come and go on top, in a heap that importing leaves in small holes: 320 KB leaves
+# them room. What a 32-bit board needs is not measured here (boards/sim/README.md).
+DEFAULT_HEAP_KB = 320
 BOOT_SECONDS = 1.0  # virtual time power_on() gives the firmware to bring its chips up
 
 # The simulated board's imperfections: an uncalibrated meter is visibly wrong and, without
@@ -44,7 +47,7 @@ SIM_ADE_OPTIONS = {
     "gain_error": {"V": 0.012, "IA": -0.018, "IB": 0.009},
     "phase_error_deg": {"A": 0.30, "B": -0.20},
     "offset_codes": {"A": 60.0, "B": 45.0},
-    "offset_noise": 25.0,
+    "noise_1s": NOISE_1S,  # 1.709 power codes, from the datasheet's 0.1 % at 3000:1 (ade7953.py)
 }
 
 
@@ -241,7 +244,12 @@ class SimBoard:
         return self._hw().vt_us / 1e6
 
     def power_off(
-        self, sag_ms: float | None = None, during_write: bool = False, after_i2c_bytes: int | None = None
+        self,
+        sag_ms: float | None = None,
+        during_write: bool = False,
+        after_i2c_bytes: int | None = None,
+        sag_at_write: int | None = None,
+        sag_in: tuple[int, int] = (0, 0x10000),
     ) -> None:
         """Cut the power now; or raise the sag warning (the ADE7953 SAG interrupt, if the
         firmware enabled it) and cut `sag_ms` of virtual time later (the hold-up); or,
@@ -250,10 +258,19 @@ class SimBoard:
         EEPROM page write (n = its length: just after STOP, tearing the page). With
         sag_ms too, the cut comes at that byte or at the end of the hold-up, whichever is
         first. Without sag_ms, during_write and after_i2c_bytes return at once: the cut
-        happens in a later run()."""
+        happens in a later run(). With sag_at_write=k and sag_ms: the sag comes as the
+        write cycle of the k-th EEPROM page write from now starts (k=1: the next one; a
+        record of several pages is several page writes; with sag_in=(lo, hi) only the page
+        writes at addresses lo to hi - 1 count), the cut sag_ms later; returns at once (it
+        happens in a later run())."""
         hw = self._hw()
         with hw.cv:
             if not hw.powered:
+                return
+            if sag_at_write is not None:
+                if sag_ms is None or sag_at_write < 1:
+                    raise ValueError("sag_at_write needs sag_ms and counts from 1")
+                hw.sag_on_write = (sag_at_write - 1, int(sag_ms * 1000), sag_in)
                 return
             if after_i2c_bytes is not None:
                 hw.cut_after_i2c_bytes = after_i2c_bytes
@@ -267,10 +284,7 @@ class SimBoard:
             if sag_ms is None:
                 hw.cut()
                 return
-            hw.source.line_live = False  # the line is gone; the supply holds up a while
-            hw.ade.set_inputs(**hw.source.pin_inputs())
-            hw.ade.raise_sag()
-            hw.cut_at_us = hw.vt_us + int(sag_ms * 1000)
+            hw.sag(int(sag_ms * 1000))  # the line is gone; the supply holds up a while
             hw.cv.notify_all()
         self._wait(lambda: not hw.powered, what="the power cut after the hold-up")
 

@@ -71,6 +71,8 @@ class VirtualHardware:
         self.cut_at_us: int | None = None
         self.cut_on_write = False
         self.cut_after_i2c_bytes: int | None = None  # cut the next EEPROM write after this many bytes
+        # (page writes to let by, hold-up us, (lo, hi): only page writes at lo <= address < hi count)
+        self.sag_on_write: tuple[int, int, tuple[int, int]] | None = None
         self.on_cut: Callable[[], None] | None = None
         self.sleeping = False
         self.closed = False
@@ -155,6 +157,7 @@ class VirtualHardware:
         self.cut_at_us = None
         self.cut_on_write = False
         self.cut_after_i2c_bytes = None
+        self.sag_on_write = None
         self.source.line_live = True
         self._apply_source()
         self.ade.power_up()
@@ -164,6 +167,14 @@ class VirtualHardware:
         self.optical_rx.clear()
         self._reported = (0, 0)
 
+    def sag(self, hold_up_us: int) -> None:
+        """The line fails now: the ADE7953 raises SAG (if enabled), the supply holds up
+        hold_up_us, then the power is cut."""
+        self.source.line_live = False
+        self._apply_source()
+        self.ade.raise_sag()
+        self.cut_at_us = self.vt_us + hold_up_us
+
     def cut(self) -> None:
         """Power is gone now: the EEPROM tears a page in flight, the VM dies."""
         if not self.powered:
@@ -172,6 +183,7 @@ class VirtualHardware:
         self.cut_at_us = None
         self.cut_on_write = False
         self.cut_after_i2c_bytes = None
+        self.sag_on_write = None
         self.eeprom.power_cut(self.vt_us / 1e6)
         self.ade.power_down()
         self.source.line_live = False
@@ -285,6 +297,12 @@ class VirtualHardware:
             return bytes([W.I2C_STATUS_NAK])
         now = self.vt_us / 1e6
         ok = dev.i2c_write(data, stop, now)
+        if ok and stop and len(data) > 2 and self.sag_on_write is not None:
+            skip, hold_us, (lo, hi) = self.sag_on_write  # the sag comes as this page's cycle starts
+            if lo <= (data[0] << 8 | data[1]) < hi:
+                self.sag_on_write = (skip - 1, hold_us, (lo, hi)) if skip else None
+                if not skip:
+                    self.sag(hold_us)
         if ok and stop and len(data) > 2 and self.cut_on_write:
             # cut in the middle of the write cycle that just started
             self.advance_to(self.vt_us + int(dev.write_cycle_s * 1e6 / 2))

@@ -3,12 +3,13 @@
 Cuts the power again and again while the real firmware meters a load: at random
 instants (of the boot too), right after every byte of a register-record write (the memory address bytes
 included; after the last one the write cycle has started and the cut tears the page), in
-the middle of a write cycle, and after the sag warning (ADE7953 SAG) with a 10 ms hold-up
-or with the warning's own save cut short at every byte. After each cut the EEPROM image
+the middle of a write cycle, and after the sag warning (ADE7953 SAG) with a 10 ms hold-up,
+or raised just as one of the next page writes starts its cycle (13 ms of hold-up: that
+cycle, then the warning's own), or with the warning's own save cut short at every byte. After each cut the EEPROM image
 is decoded on the host (tests/sim/test_storage_image.py) and judged against the source's
 exact energy: a valid record, never backwards, never more than the truth, and the energy
-lost by this cut within the bound (zero after a sag warning with 10 ms of hold-up; the
-save threshold plus one poll without). Every `check_every` cuts the firmware itself is
+lost by this cut within the bound (zero after a sag warning with that hold-up; the save
+threshold plus one poll without). Every `check_every` cuts the firmware itself is
 asked, over the console, what it restored.
 
     .venv/bin/python tests/bench/torture.py [cuts=10000] [seed=1] [workers=CPUs, at least 2]
@@ -33,6 +34,7 @@ sys.path.insert(0, str(REPO / "tests" / "sim"))
 import test_storage_image as image  # noqa: E402
 
 from host_tools.sim import SimBoard  # noqa: E402
+from host_tools.sim.board import DEFAULT_HEAP_KB  # noqa: E402
 
 VOLTS = 240.0
 HOLD_UP_MS = 10.0
@@ -41,7 +43,7 @@ RECORD_WRITE_BYTES = 2 + image.delta_size()  # memory address + a delta record (
 POLL_S = 1.0
 ZERO_WH = 0.002  # "zero loss": 2 mWh of float and chip-fraction noise on a period's energy
 ZERO_REL = 1e-6
-HEAP_KB = 256
+HEAP_KB = DEFAULT_HEAP_KB
 
 # scenario, weight
 PLAN = (
@@ -49,10 +51,12 @@ PLAN = (
     ("sag", 3),  # the warning, 10 ms of hold-up, at a random instant
     ("byte", 3),  # no warning, after byte n of the next register write (n = 0 .. all)
     ("sag-byte", 1),  # the warning, and its own save cut after byte n
+    ("sag-write", 2),  # the warning as the k-th next page write starts its cycle; 13 ms of hold-up
     ("mid-cycle", 1),  # no warning, halfway through the next write cycle
     ("boot", 1),  # no warning, a random instant of the boot (restore, chip start, repairs)
 )
-WARNED = ("sag",)  # scenarios where the hold-up covers the save: zero loss
+WARNED = ("sag", "sag-write")  # scenarios where the hold-up covers the save: zero loss
+HOLD_UP_IN_CYCLE_MS = 13.0  # a write cycle in flight, then the warning's own (firmware/README.md)
 
 
 @dataclass
@@ -161,7 +165,7 @@ class Torture:
             return
         self._power_on()
         sign = 1 if i % 2 else -1  # both directions, alternately
-        if scenario in ("byte", "sag-byte"):
+        if scenario in ("byte", "sag-byte", "sag-write"):
             amps = rng.uniform(120.0, 250.0)  # a save comes within the run below
         else:
             amps = rng.uniform(2.0, 250.0)
@@ -181,6 +185,9 @@ class Torture:
             self.byte_n["byte"] += 1
             b.power_off(after_i2c_bytes=n)
             b.run(70.0)
+        elif scenario == "sag-write":
+            b.power_off(sag_ms=HOLD_UP_IN_CYCLE_MS, sag_at_write=rng.randint(1, 2))
+            b.run(150.0)
         elif scenario == "sag-byte":
             n = self.byte_n["sag-byte"] % (self.write_bytes + 1)
             self.byte_n["sag-byte"] += 1
@@ -287,7 +294,8 @@ def report(st: Stats, save_wh: float) -> str:
         "  by scenario: " + ", ".join(f"{k} {v}" for k, v in sorted(st.by_scenario.items())),
         f"  EEPROM pages torn by the cuts: {st.torn_pages:,}; firmware restores checked over the console: "
         f"{st.firmware_checks}",
-        f"  max energy lost per cut with the sag warning (10 ms hold-up): {st.max_loss_warned_wh * 1000:.3f} mWh",
+        f"  max energy lost per cut with the sag warning (10 ms of hold-up; {HOLD_UP_IN_CYCLE_MS:.0f} ms when it comes"
+        f" as a write cycle starts): {st.max_loss_warned_wh * 1000:.3f} mWh",
         f"  max energy lost per cut without warning: {st.max_loss_unwarned_wh:.1f} Wh "
         f"(bound: {save_wh:.0f} Wh or 60 s of energy, + a poll; worst share of the bound used: "
         f"{st.max_loss_share_of_bound:.0%})",

@@ -532,11 +532,11 @@ def test_offsets_creep_without_no_load_only() -> None:
 
 def test_noise_is_deterministic_per_seed() -> None:
     def run(seed: int) -> list[int]:
-        chip = bring_up(ADE7953(seed=seed, offset_noise=25.0))
+        chip = bring_up(ADE7953(seed=seed, noise_1s=m.NOISE_1S))
         load(chip, ia=0.01, pa=20.0)
         awatt = []
         for _ in range(400):
-            chip.advance(0.001)
+            chip.advance(m.NOISE_CELL_S)
             awatt.append(s24(chip.peek(REG["AWATT"])))
         return awatt
 
@@ -544,8 +544,55 @@ def test_noise_is_deterministic_per_seed() -> None:
     assert first == run(1)
     assert first != run(2)
     ideal = m.FULL_SCALE_POWER * 0.01 * math.cos(math.radians(20))
-    assert 20 < statistics.pstdev(first) < 30               # offset_noise = 25 codes
-    assert statistics.mean(first) == pytest.approx(ideal, abs=5)
+    cell_sd = m.NOISE_1S / math.sqrt(m.NOISE_CELL_S)        # 5.4 codes: what AWATT shows
+    assert 0.85 * cell_sd < statistics.pstdev(first) < 1.15 * cell_sd
+    assert statistics.mean(first) == pytest.approx(ideal, abs=1)
+
+
+def test_noise_level_comes_from_the_datasheet_figure() -> None:
+    """0.1 % at 1/3000 of full scale over a 10 s accumulation, read as 3 sigma."""
+    at_3000 = m.FULL_SCALE_POWER / 3000
+    assert m.NOISE_1S / math.sqrt(10) * 3 == pytest.approx(0.001 * at_3000)
+    assert 1.70 < m.NOISE_1S < 1.72
+    from host_tools.sim.board import SIM_ADE_OPTIONS
+    assert SIM_ADE_OPTIONS["noise_1s"] == m.NOISE_1S
+
+
+def _noise_energy(seed: int, steps: int, dt: float, noise: float) -> int:
+    """AENERGYA gathered from noise alone (full-scale voltage, no current, no-load off)."""
+    chip = bring_up(ADE7953(seed=seed, noise_1s=noise))
+    spi_write(chip, REG["DISNOLOAD"], 0x07)
+    load(chip)
+    chip.advance(0.37)                                      # start off the noise grid
+    spi_read(chip, REG["AENERGYA"])
+    for _ in range(steps):
+        chip.advance(dt)
+    return s24(spi_read(chip, REG["AENERGYA"]))
+
+
+def test_noise_is_a_property_of_time_not_of_the_host_steps() -> None:
+    """The same 10 s of chip time stepped as 1 x 10 s and as 1000 x 10 ms: the energy's
+    noise has the same sd, noise_1s x sqrt(10 s) in power codes. The noise is scaled up
+    (1,000 codes over 1 s) so the register's 1 LSB is negligible; the seeds are fixed."""
+    noise, trials = 1000.0, 300
+    expected = noise * math.sqrt(10.0) * K                  # 134.6 LSB
+    one = [_noise_energy(seed, 1, 10.0, noise) for seed in range(trials)]
+    many = [_noise_energy(seed, 1000, 0.01, noise) for seed in range(trials, 2 * trials)]
+    sd_one, sd_many = statistics.pstdev(one), statistics.pstdev(many)
+    # the sd of an sd estimate from 300 trials is 4 %: 20 % is 5 sigma (per-step noise: x 32)
+    assert sd_one == pytest.approx(expected, rel=0.2)
+    assert sd_many == pytest.approx(expected, rel=0.2)
+    assert 0.8 < sd_many / sd_one < 1.25
+    assert abs(statistics.mean(one)) < 4 * expected / math.sqrt(trials)
+    assert abs(statistics.mean(many)) < 4 * expected / math.sqrt(trials)
+
+
+def test_noise_energy_grows_as_the_square_root_of_the_window() -> None:
+    noise, trials = 1000.0, 300
+    short = [_noise_energy(seed, 40, 0.25, noise) for seed in range(trials)]       # 10 s
+    long = [_noise_energy(seed, 40, 2.5, noise) for seed in range(trials, 2 * trials)]  # 100 s
+    ratio = statistics.pstdev(long) / statistics.pstdev(short)
+    assert ratio == pytest.approx(math.sqrt(10), rel=0.2)
 
 
 # ---- CF outputs -----------------------------------------------------------------------------------
@@ -792,7 +839,7 @@ def test_power_down_ignores_everything(chip: ADE7953) -> None:
 
 def test_hot_paths_are_cheap() -> None:
     chip = bring_up(ADE7953(gain_error={"IA": -0.02}, phase_error_deg={"A": 0.3}, offset_codes={"A": 60.0},
-                            offset_noise=25.0))
+                            noise_1s=m.NOISE_1S))
     load(chip, ia=0.2, ib=0.1, pa=20.0)
     energy = chip.peek(REG["AENERGYA"])
     for _ in range(1000):

@@ -15,12 +15,12 @@ import test_storage_image as image
 from billing_rpc import EV, MeterRPC, secs
 
 from host_tools.sim import SimBoard
+from host_tools.sim.board import DEFAULT_HEAP_KB
 
 pytestmark = pytest.mark.sim_only
 
 REPO = Path(__file__).resolve().parents[2]
-HEAP_KB = 220
-FULL_RING_HEAP_KB = 256  # the simulator's default, a Pico's heap in this 64-bit VM (host_tools/sim/board.py)
+HEAP_KB = FULL_RING_HEAP_KB = DEFAULT_HEAP_KB  # the simulator's (host_tools/sim/board.py)
 POWER_OUTAGE, CLOCK_CHANGED, PARTIAL, CLOCK_INVALID = 1, 2, 4, 8
 DEMAND_INTERVAL_MIN, LP_INTERVAL_MIN = 0x30, 0x33
 MEASUREMENT_ERROR, CONFIGURATION_ERROR = 1 << 7, 1 << 1

@@ -84,6 +84,8 @@ m.run()
 
 _LINE = re.compile(r"^(REG|SAG) (\d+) (\d+) (\d+) (\d+) (.*)$", re.M)
 
+UNCALIBRATED_GAIN_PPM = (1.012 * 0.982 - 1) * 1e6  # the simulated board's V and IA gain errors
+
 # 240 V: offsets with no current, gain at TA, phase at TA PF 0.5 lag
 CALIBRATION = ((240.0, 0.0, 1.0, 600), (240.0, TA, 1.0, 60), (240.0, TA, 0.5, 60))
 
@@ -201,12 +203,14 @@ def test_calibration_writes_the_config_and_fixes_gain_and_phase(calibrated):
 
 
 @pytest.mark.parametrize("volts,amps,pf", [(240.0, TA, 1.0), (240.0, TA, 0.5), (240.0, -TA, 1.0), (120.0, 3.0, 1.0)])
-def test_calibrated_energy_within_0_05_percent_of_the_truth(calibrated, volts, amps, pf):
+def test_calibrated_energy_within_100_ppm_of_the_truth(calibrated, volts, amps, pf):
+    """Issue 3's bound. The chip's noise is far below it here (3 A at 120 V: about 4 ppm,
+    1 sigma, from the 30 min window and the 10 min offset calibration)."""
     calibrated.set_load(volts, amps, pf=pf)
     r0, r1, power = window(calibrated, 1800)
     true = true_wh(r0, r1, power)
     got, other = ("delivered", "received") if amps > 0 else ("received", "delivered")
-    assert abs(ppm(r1.wh(got) - r0.wh(got), true)) < 500, (r1.wh(got) - r0.wh(got), true)
+    assert abs(ppm(r1.wh(got) - r0.wh(got), true)) < 100, (r1.wh(got) - r0.wh(got), true)
     assert r1.wh(other) == r0.wh(other)
     assert r1.wh("a_" + got) - r0.wh("a_" + got) == pytest.approx(r1.wh(got) - r0.wh(got))
     assert calibrated.ade_violations() == []
@@ -299,9 +303,10 @@ def test_a_changed_configuration_register_is_found_and_rewritten(calibrated):
 
 
 def test_no_creep_over_24_hours_then_the_starting_load_registers():
-    """Rated voltage, no current, the chip's offset noise (offsets calibrated): nothing
-    registers in a day, in any register. Then 0.05 A (the starting load of a 200 A class
-    meter) registers, at 240 V and at 120 V."""
+    """Rated voltage, no current, the chip's noise (offsets calibrated): nothing registers
+    in a day, in any register (without the no-load threshold the noise alone would move the
+    residues: about 2.5 mWh, 1 sigma, in a day). Then 0.05 A (the starting load of a 200 A
+    class meter) registers, at 240 V and at 120 V, off by the uncalibrated gain only."""
     board = start(cal=CALIBRATION[:1])
     try:
         board.run(PRINT_POLLS + 2)
@@ -316,8 +321,11 @@ def test_no_creep_over_24_hours_then_the_starting_load_registers():
             board.set_load(volts, 0.05)
             r0, r1, power = window(board, 3600)
             got = r1.wh("delivered") - r0.wh("delivered")
-            # uncalibrated gain (-0.6 %) and the offset noise (+-0.1 % in an hour at 240 V)
-            assert got == pytest.approx(true_wh(r0, r1, power), rel=0.02)
+            # the uncalibrated gain (+1.2 % V, -1.8 % IA: -0.62 %) and the noise: 1 sigma 230 ppm
+            # at 120 V (10 min of offset calibration, 1 h here), 115 ppm at 240 V. An offset left
+            # uncalibrated (60 codes: +7.7 % at 240 V) or a no-load threshold that ate the starting
+            # load fails this.
+            assert ppm(got, true_wh(r0, r1, power)) == pytest.approx(UNCALIBRATED_GAIN_PPM, abs=1500)
         assert board.ade_violations() == []
     finally:
         board.close()

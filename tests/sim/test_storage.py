@@ -20,6 +20,7 @@ import pytest
 import test_storage_image as image
 
 from host_tools.sim import SimBoard
+from host_tools.sim.board import DEFAULT_HEAP_KB
 from host_tools.sim.eeprom import EEPROM24
 
 pytestmark = pytest.mark.sim_only
@@ -34,7 +35,7 @@ SPARE = image.C["CONFIG_START"] + image.C["CONFIG_COPY"] + 0x230  # past copy B'
 # These tests ask the firmware over the console: the REPL compiles each command in the
 # board's heap, beside the running meter. They test storage, not the heap budget (that is
 # tests/bench/footprint.py's), so their boards get room for the REPL.
-HEAP_KB = 256
+HEAP_KB = DEFAULT_HEAP_KB
 
 
 def fw(board: SimBoard, code: str) -> str:
@@ -246,14 +247,14 @@ def test_a_base_with_fewer_registers_is_restored_and_extended(ideal):
     assert now.wh("received") == pytest.approx(ideal.true_energy_wh()["received"], abs=0.01)
 
 
-def test_a_new_base_cut_at_any_of_its_pages_leaves_the_previous_base_and_delta(ideal):
+def test_a_new_base_cut_at_any_of_its_pages_leaves_the_registers_of_its_save(ideal):
     due = image.C["_BASE_DUE"]  # a delta word past this makes the next periodic save a base
     save_wh = image.save_wh()
     words = [0] * len(image.parts())
     words[0] = due - 200 * image.LSB_PER_WH  # delivered: 200 Wh short of a new base
     ee = ideal.hw.eeprom
     real = ee._page_write
-    for k in range(1, 9):  # the base's four page writes, copy A then copy B
+    for k in range(2, 10):  # after the save's delta, the base's four page writes, copy A then copy B
         ee.load_bytes(0, b"\xff" * ee.size)
         image.load_base(ee, {}, seq=1, gen=1)
         image.load_delta(ee, words, seq=2, gen=1, slot=0)
@@ -279,13 +280,53 @@ def test_a_new_base_cut_at_any_of_its_pages_leaves_the_previous_base_and_delta(i
         after = image.newest_registers(ee.dump())
         flowed = ideal.true_energy_wh()["delivered"] - truth
         assert before.wh("delivered") <= after.wh("delivered") <= before.wh("delivered") + flowed, k
-        if k <= 4:  # copy A torn: the previous base and its delta
-            assert after.seq == 2 and after.fields == before.fields, k
+        # the save's registers went first as a delta (seq 3) on the previous base
+        assert after.wh("delivered") - before.wh("delivered") == pytest.approx(save_wh, abs=17), k
+        if k <= 5:  # copy A torn (page writes 2-5): the previous base and the save's delta
+            assert after.seq == 3 and after.base_seq == 1, k
         else:  # copy A whole: the new base stands
-            assert after.seq == 3 and after.base_seq == 3, k
-            assert after.wh("delivered") - before.wh("delivered") == pytest.approx(save_wh, abs=17)
+            assert after.seq == 4 and after.base_seq == 4, k
     cycle(ideal, 10.0, 30.0)  # and metering goes on from there
     assert image.newest_registers(ee.dump()).wh("delivered") > before.wh("delivered")
+
+
+def _near_a_base(ee) -> None:
+    """A chip whose next periodic save writes a new base (a delta word 200 Wh short of it)."""
+    words = [0] * len(image.parts())
+    words[0] = image.C["_BASE_DUE"] - 200 * image.LSB_PER_WH
+    ee.load_bytes(0, b"\xff" * ee.size)
+    image.load_base(ee, {}, seq=1, gen=1)
+    image.load_delta(ee, words, seq=2, gen=1, slot=0)
+
+
+@pytest.mark.parametrize("hold_up_ms", [13.0, 10.0])
+def test_a_sag_during_a_new_base_stops_it_and_saves_everything(ideal, hold_up_ms):
+    """The warning lands as a page of the new base starts its write cycle: the base stops
+    (copy A before its next page, or what follows copy A), and the warning's own delta holds
+    every Wh if the hold-up lasts two write cycles (the one in flight, its own) and the ~2 ms
+    it takes to start: 13 ms. With 10 ms that delta is cut short, and the save's delta, written
+    just before the base from the same poll, holds all but the energy since that poll."""
+    ee = ideal.hw.eeprom
+    save_wh = image.save_wh()
+    pages = 4  # a base record's pages (as in the test above)
+    for k in range(1, 2 * pages + 1):  # every page of copy A, then of copy B
+        _near_a_base(ee)
+        before = image.newest_registers(ee.dump())
+        ideal.set_load(240.0, 0.0)
+        ideal.power_on()
+        truth = ideal.true_energy_wh()["delivered"]
+        ideal.set_load(240.0, 250.0)  # 60 kW: the save after save_wh writes the base
+        ideal.power_off(sag_ms=hold_up_ms, sag_at_write=k, sag_in=(REG, DELTAS))
+        ideal.run(save_wh * 3600 / 60000 + 10.0)
+        assert not ideal.hw.powered, f"page {k}: the sag never came"
+        after = image.newest_registers(ee.dump())
+        flowed = ideal.true_energy_wh()["delivered"] - truth
+        saved = after.wh("delivered") - before.wh("delivered")
+        assert flowed > save_wh
+        if hold_up_ms >= 13:
+            assert saved == pytest.approx(flowed, abs=0.002), k
+        else:  # at most the base's own write time of energy (60 kW: 16.7 Wh/s), never more than flowed
+            assert flowed - 0.1 * 60000 / 3600 <= saved <= flowed + 0.002, k
 
 
 # --- a chip written by layout 2 (before the load profile had 16 KiB) -----------------------------

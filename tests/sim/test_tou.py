@@ -172,3 +172,38 @@ def test_tiers_switch_at_the_programmed_times_and_always_sum_to_the_totals(tmp_p
                 want[model(s - 1)[0]] += watts / 3600
             got = [a - b for a, b in zip(after, before, strict=True)]
             assert all(abs(g - e) <= 2 * watts / 3600 for g, e in zip(got, want, strict=True)), (w, got, want)
+
+
+def test_st54_pieces_are_written_without_allocating():
+    """ST54 is served a packet's piece at a time (tables.BIG): with the heap locked, the
+    largest schedule config.py allows is sized and written piecewise, and the pieces make
+    the same bytes as one whole write."""
+    days = "".join(
+        f"cfg.set({TOU_SCHEDULE + k}, bytes(v for h in range(10, 23) for v in (h, {k}, h % 4)))\n" for k in range(16)
+    )
+    script = (
+        "import config, tou, powerup, micropython\n"
+        "cfg = config.Config()\n"
+        f"cfg.set({TOU_SEASONS}, bytes((1, 1, 4, 1, 7, 1, 10, 1)))\n"
+        f"cfg.set({TOU_HOLIDAYS}, bytes(v for k in range(13) for v in (255 if k % 2 else 30, 5, 1 + k)))\n"
+        + days
+        + "t = tou.Tou(None)\n"
+        "print(powerup._tou(t, cfg))\n"
+        "n = t.calendar_size()\n"
+        "whole = bytearray(n)\n"
+        "t.calendar_into(0, n, whole, 0)\n"
+        "pieces = bytearray(n + 3)\n"
+        "def serve(t, n, pieces):\n"  # locals: module-level names would grow the globals dict
+        "    micropython.heap_lock()\n"
+        "    for off in range(0, n, 61):\n"
+        "        t.calendar_into(off, min(61, n - off), pieces, off + 3)\n"
+        "    size = t.calendar_size()\n"
+        "    micropython.heap_unlock()\n"
+        "    return size\n"
+        "size = serve(t, n, pieces)\n"
+        "print(n, size, pieces[3:] == whole)\n"
+    )
+    ok, sizes = run_vm(script).splitlines()
+    assert ok == "True"
+    # 7 one-off holidays (4 bytes), 6 every year + 4 season starts (3), 16 days x 14 switches (3), 4 x 4 ids
+    assert sizes == f"{7 * 4 + 10 * 3 + 16 * 14 * 3 + 16} {7 * 4 + 10 * 3 + 16 * 14 * 3 + 16} True"
