@@ -221,16 +221,3 @@ def _st64_block(lp, j):
         o += _ST64_INT
     return out
 
-
-# --- time of use -------------------------------------------------------------------------
-def tou_dims(tou):
-    """Tou.dims(): (seasons, special schedules, tier switches, non-recurring dates,
-    recurring dates)."""
-    switches = 0
-    for s in tou.schedules:
-        switches += len(s)
-    nonrec = 0
-    for h in tou.holidays:
-        if h[0] != 0xFF:
-            nonrec += 1
-    return max(len(tou.seasons), 1), 1 if tou.holidays else 0, switches, nonrec, len(tou.holidays) - nonrec
