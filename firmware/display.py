@@ -103,7 +103,7 @@ class Display:
         self._next_scroll = 0
         self._next_reinit = 0
         # the meter's clock as read when a date/time item came on, and the board clock then
-        self._rtc_read = False
+        self._clock_read = False
         self._date = bytearray(3)  # month, day, year % 100
         self._ymd = [0, 0, 0]  # timekeeping.date_into's answer
         self._sod = 0  # second of the day
@@ -167,7 +167,7 @@ class Display:
     def _advance(self):
         items = self._meter.config.get(config.DISPLAY_ITEMS)
         n = len(items)
-        self._rtc_read = False
+        self._clock_read = False
         for _ in range(n):
             self.index = (self.index + 1) % n
             if ITEM_DELIVERED <= items[self.index] <= ITEM_LAST:
@@ -203,7 +203,7 @@ class Display:
             if item == ITEM_MAX_DEMAND:
                 ann |= G.ANN_KW
         elif item == ITEM_DATE or item == ITEM_TIME:
-            if not self._rtc_read:
+            if not self._clock_read:
                 # the meter's clock (timekeeping.py, as ST52 shows it), not machine.RTC's
                 # datetime(): that makes a tuple, and a refresh allocates nothing
                 secs = m.clock_time
@@ -215,7 +215,7 @@ class Display:
                 self._date[2] = ymd[0] % 100
                 self._sod = secs - days * 86400
                 self._sod_ticks = now
-                self._rtc_read = True
+                self._clock_read = True
             if item == ITEM_DATE:
                 self._ident(_ID_DATE)
                 self._pairs(self._date[0], self._date[1], self._date[2])

@@ -97,6 +97,8 @@ class Storage:
         self._seq = 0  # the highest sequence of any whole register record
         self._base = None  # the base's registers (a list in FIELDS order), or None: a base is due
         self.aborted = False  # a save stopped by the power-fail warning (meter.py clears it)
+        self._energy = None  # the meter's registers, as tick() last saw them
+        self.refresh = None  # a callable: the metering chip read into them now (meter.py)
         self._gen = 0  # the base's generation (deltas name it in their flags)
         self._pair = 0  # the pair of base slots the next base goes to
         self._delta = -1  # slot of the newest delta: never the next one written
@@ -186,13 +188,13 @@ class Storage:
         deltas = []
         for addr in range(start, ee.size, ee.page):
             ee.read_into(addr, hdr)
-            kind, n, _, seq = records.header(hdr)
+            kind = hdr[0]  # records.header() without its tuple: 512 pages on a 24LC256
+            if kind != _KIND_BASE and kind != _KIND_DELTA:
+                continue
+            n = hdr[1] | hdr[2] << 8
             if n == 0 or n > BASE_SLOT - records.OVERHEAD or addr + n + records.OVERHEAD > ee.size:
                 continue  # not a register record (a torn header may claim anything)
-            if kind == _KIND_BASE:
-                bases.append((seq, addr, n))
-            elif kind == _KIND_DELTA:
-                deltas.append((seq, addr, n))
+            (bases if kind == _KIND_BASE else deltas).append((records.sequence(hdr), addr, n))
         bases.sort(reverse=True)
         deltas.sort(reverse=True)
         base = None
@@ -352,17 +354,15 @@ class Storage:
             addr = REGISTERS_START + (2 * self._pair + copy) * BASE_SLOT
             records.seal(rec, addr, _KIND_BASE, flags, seq, n + es, self._bbody)
             try:
-                self.ee.write(addr, rec, self._bpages)
+                checked = records.write_checked(self.ee, addr, rec, self._bcheck, self._bpages)
             except eeprom.Aborted:
                 if copy == 0:
                     self._base = prev  # the old pair is untouched: prev (its values) still holds
                     raise
+                checked = False
+            if not checked:  # the warning came: copy 0 is whole, the hold-up is for its delta
                 self.aborted = True
                 break
-            if self.ee.abort is not None and self.ee.abort():
-                self.aborted = True  # the warning came during its last page: no time to read it back
-                break
-            records.verify(self.ee, addr, rec, self._bcheck)
         vals = self._base_vals
         names = energy.FIELDS
         for i in range(len(vals)):
@@ -397,11 +397,8 @@ class Storage:
         self._seq = seq
         flags = self._lost | self._gen << 1 | es << _EXTRA_SHIFT
         records.seal(rec, addr, _KIND_DELTA, flags, seq, len(rec) - records.OVERHEAD, self._dbody)
-        self.ee.write(addr, rec)
-        if self.ee.abort is not None and self.ee.abort():
-            self.aborted = True  # the warning came during its write cycle: its delta first, no read-back
-        else:
-            records.verify(self.ee, addr, rec, self._dcheck)
+        if not records.write_checked(self.ee, addr, rec, self._dcheck):
+            self.aborted = True  # the warning came during its write cycle: its delta first
         self._delta = self._next
         self._next = (self._next + 1) % self.slots
         self.saves += 1
@@ -471,6 +468,7 @@ class Storage:
         save_wh, or SAVE_MS after the last one if anything changed. While the chip is
         away, one acknowledge poll per tick, and a record as soon as it answers. True
         when it answered after a boot without it (load the configuration then)."""
+        self._energy = energy
         if self._faults & _IO or not self._restored:
             if not self.ee.ready():
                 return False
@@ -484,6 +482,21 @@ class Storage:
                 self.save_registers(energy)
         return False
 
+    def registers_first(self):
+        """Before a log, state or configuration record: the registers as of this poll go
+        first (a one-page delta, if they moved since the last record). A power-fail warning
+        that lands as that record's write cycle starts may find too little hold-up left for
+        its own delta (a cycle cannot be stopped); then this delta holds all but the energy
+        of the few milliseconds since, not since the last periodic save. The chip is read
+        first (refresh): a ring's first scan can take 0.4 s of bus after the poll's reading."""
+        e = self._energy
+        if e is None or not self._restored or self._faults & _IO:
+            return
+        if self.refresh is not None:
+            self.refresh()
+        if self._changed(e):
+            self.save_registers(e, True)
+
     # --- configuration and seal -------------------------------------------------------
     def _load(self, dual, fault):
         try:
@@ -496,6 +509,7 @@ class Storage:
         return blob
 
     def _save(self, dual, fault, blob):
+        self.registers_first()
         try:
             dual.save(blob)
         except eeprom.Aborted:

@@ -37,7 +37,7 @@ DEFAULT_START = "2026-01-05T00:00:00"  # a Monday
 # after boot (tests/bench/heap.py, which also shows the VM's interned names adding a pool of
 # 14 KB). Calibration steps (calibration.py, imported for a step and dropped) and the logs'
 # indexes come and go on top, in a heap that importing leaves in small holes: 320 KB leaves
-# them room. What a 32-bit board needs is not measured here (boards/sim/README.md).
+# them room. What a 32-bit board needs is measured on a 32-bit VM (tests/test_board_heap.py).
 DEFAULT_HEAP_KB = 320
 BOOT_SECONDS = 1.0  # virtual time power_on() gives the firmware to bring its chips up
 

@@ -329,6 +329,35 @@ def test_a_sag_during_a_new_base_stops_it_and_saves_everything(ideal, hold_up_ms
             assert flowed - 0.1 * 60000 / 3600 <= saved <= flowed + 0.002, k
 
 
+
+@pytest.mark.parametrize("hold_up_ms", [13.0, 10.0])
+def test_a_sag_during_a_state_record_skips_its_read_back_and_keeps_the_registers(ideal, hold_up_ms):
+    """The warning lands as the last page of the billing state record (four pages, written at
+    every interval's end) starts its write cycle. The record is not read back (256 bytes, about
+    6 ms of bus) so that the warning's delta starts as soon as that cycle ends: with 13 ms of
+    hold-up it holds every Wh (the torture benchmark found the read-back in its way). With
+    10 ms that delta is cut short, and the delta written just before the state record, from
+    the same poll (storage.registers_first), holds all but the energy since that poll, not
+    since the last periodic save."""
+    state = image.C["STATE_START"]
+    ideal.set_load(240.0, 0.0)
+    ideal.power_on()
+    before = image.newest_registers(ideal.hw.eeprom.dump())
+    truth = ideal.true_energy_wh()["delivered"]
+    ideal.set_load(240.0, 250.0)  # 60 kW: 16.7 Wh a second
+    ideal.power_off(sag_ms=hold_up_ms, sag_at_write=4, sag_in=(state, state + image.C["STATE_LENGTH"]))
+    ideal.run(16 * 60.0)  # past the next 15-minute interval's end
+    assert not ideal.hw.powered, "the sag never came"
+    after = image.newest_registers(ideal.hw.eeprom.dump())
+    flowed = ideal.true_energy_wh()["delivered"] - truth
+    saved = after.wh("delivered") - before.wh("delivered")
+    assert flowed > 600.0  # several periodic saves went before the interval's end
+    if hold_up_ms >= 13:
+        assert saved == pytest.approx(flowed, abs=0.002)
+    else:
+        assert flowed - 0.1 * 60000 / 3600 <= saved <= flowed + 0.002
+
+
 # --- a chip written by layout 2 (before the load profile had 16 KiB) -----------------------------
 
 LP_KIND, LP_SLOT = 0x50, 128  # loadprofile.py: a block of 24 intervals per 2-page ring slot

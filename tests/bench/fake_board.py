@@ -1,0 +1,230 @@
+"""In-VM fakes of the meter's board for benchmarks and heap checks that run the real firmware
+in a MicroPython VM without the simulated board's socket: an ADE7953 register file on SPI
+(a fixed load), a 24LC256 on I2C, pins, a UART holding canned C12.18 packets, a virtual 1 s
+poll clock and an RTC. MicroPython code: tests/bench/cpu.py times the firmware on them,
+tests/vm32.py runs it on them in a 32-bit VM with a board's heap.
+"""
+
+import gc  # noqa: F401  (cpu.py's script takes it from here)
+import sys  # noqa: F401
+import time
+
+ticks_us = time.ticks_us
+diff = time.ticks_diff
+
+# ---- counters of what the fakes saw (bus bytes, calls) ----------------------------------
+C = {"spi": 0, "spi_b": 0, "i2c": 0, "i2c_b": 0, "pin": 0, "uart": 0}
+
+
+class Pin:
+    def __init__(self, v=1, on_change=None):
+        self._v = v
+        self._cb = on_change
+
+    def value(self, v=None):
+        C["pin"] += 1
+        if v is None:
+            return self._v
+        if self._cb is not None and v != self._v:
+            self._cb(v)
+        self._v = v
+
+    def __call__(self, v=None):
+        return self.value(v)
+
+
+class CPin:
+    # a pin whose writes cost what a machine.Pin's do: a lookup and a call into C, no Python frame
+    def __init__(self):
+        self.value = bool
+
+
+class Ade:
+    # register file of an ADE7953: writes kept and read back; energy reads a fixed count
+    ENERGY = {0x21E: 12000, 0x21F: 0, 0x220: 3000, 0x221: 0, 0x222: 13000, 0x223: 0}
+    LIVE = {0x21C: 4516003, 0x21A: 2000000, 0x21B: 0, 0x212: 1200000, 0x214: 300000,
+            0x210: 1300000, 0x10E: 4474, 0x702: 0x80}
+
+    def __init__(self, board):
+        self.reg = {0x102: 0x8004}
+        self.irq_flags = 0
+        self.board = board
+
+    def reset(self, level):
+        if level == 0:
+            self.reg = {0x102: 0x8004}
+            self.irq_flags = 1 << 20
+            self.board.ade_irq._v = 0
+
+    def read(self, addr):
+        if addr == 0x22E:
+            v = self.irq_flags
+            self.irq_flags = 0
+            self.board.ade_irq._v = 1
+            return v
+        v = self.ENERGY.get(addr)
+        if v is not None:
+            return v
+        v = self.LIVE.get(addr)
+        if v is not None:
+            return v
+        return self.reg.get(addr, 0)
+
+
+class SPI:
+    def __init__(self, ade):
+        self.ade = ade
+
+    def write_readinto(self, w, r):
+        n = len(w)
+        C["spi"] += 1
+        C["spi_b"] += n
+        v = self.ade.read(w[0] << 8 | w[1])
+        for i in range(n - 1, 2, -1):
+            r[i] = v & 0xFF
+            v >>= 8
+
+    def write(self, w):
+        n = len(w)
+        C["spi"] += 1
+        C["spi_b"] += n
+        v = 0
+        for i in range(3, n):
+            v = v << 8 | w[i]
+        self.ade.reg[w[0] << 8 | w[1]] = v
+
+
+class I2C:
+    def __init__(self, mem=None):
+        # the 24LC256's cells: a bytearray here, or memory outside the VM's heap (vm32.py)
+        self.mem = bytearray(32768) if mem is None else mem
+        for i in range(32768):
+            self.mem[i] = 0xFF
+
+    def writeto(self, addr, buf, stop=True):
+        C["i2c"] += 1
+        C["i2c_b"] += len(buf) + 1
+        if addr != 0x50:
+            raise OSError(19)
+        return len(buf)
+
+    def writeto_mem(self, addr, mem, buf, addrsize=8):
+        n = len(buf)
+        C["i2c"] += 1
+        C["i2c_b"] += n + 3
+        self.mem[mem : mem + n] = buf
+
+    def readfrom_mem_into(self, addr, mem, buf, addrsize=8):
+        n = len(buf)
+        C["i2c"] += 1
+        C["i2c_b"] += n + 5
+        buf[:] = memoryview(self.mem)[mem : mem + n]
+
+    def readfrom_mem(self, addr, mem, n, addrsize=8):
+        b = bytearray(n)
+        self.readfrom_mem_into(addr, mem, b)
+        return bytes(b)
+
+
+class UART:
+    def __init__(self):
+        self.rx = bytearray(512)
+        self.rx_n = 0
+        self.rx_i = 0
+        self.tx = bytearray(2048)
+        self.tx_n = 0
+
+    def put(self, data):
+        self.rx[0 : len(data)] = data
+        self.rx_n = len(data)
+        self.rx_i = 0
+
+    def any(self):
+        return self.rx_n - self.rx_i
+
+    def readinto(self, buf, n=-1):
+        C["uart"] += 1
+        left = self.rx_n - self.rx_i
+        if n < 0 or n > left:
+            n = left
+        if not n:
+            return None
+        i = self.rx_i
+        buf[0:n] = memoryview(self.rx)[i : i + n]
+        self.rx_i = i + n
+        return n
+
+    def write(self, data):
+        C["uart"] += 1
+        n = len(data)
+        t = self.tx_n
+        if t + n <= len(self.tx):
+            self.tx[t : t + n] = data
+        self.tx_n = t + n
+        return n
+
+    def flush(self):
+        pass
+
+    def init(self, **kw):
+        pass
+
+
+class Clock:
+    # the firmware's time: 1000 ms per poll, moved by the benchmark; ticks_us is real
+    def __init__(self):
+        self.ms = 0
+
+    def ticks_ms(self):
+        return self.ms
+
+    def ticks_us(self):
+        return ticks_us()
+
+    def wait_until(self, deadline, wake=None):
+        if wake is not None and wake():
+            return
+        if diff(deadline, self.ms) > 0:
+            self.ms = deadline
+
+
+class RTC:
+    def __init__(self, clock):
+        self.clock = clock
+        self.base = 852076800  # 2027-01-01 in seconds since 2000
+
+    def datetime(self, dt=None):
+        if dt is None:
+            t = time.gmtime(self.base + 946684800 + self.clock.ms // 1000)
+            return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
+        return None
+
+
+class Board:
+    name = "bench"
+    eeprom_addr = 0x50
+    eeprom_size = 32768
+    eeprom_page = 64
+    rtc_battery_backed = True
+    heap_budget_kb = 210
+    v_ratio = 1000
+    i_ratio_milli = 707107
+
+    def __init__(self, eeprom=None):
+        self.clock = Clock()
+        self.rtc = RTC(self.clock)
+        self.ade = Ade(self)
+        self.ade_irq = Pin(1)
+        self.ade_cs = bool  # called as cs(0) / cs(1): a C call, as machine.Pin.__call__ is
+        self.ade_reset = Pin(1, self.ade.reset)
+        self.ade_spi = SPI(self.ade)
+        self.i2c = I2C(eeprom)
+        self.lcd_cs = CPin()
+        self.lcd_wr = CPin()
+        self.lcd_data = CPin()
+        self.optical = UART()
+        self.seal_plug = Pin(1)
+        self.cf1 = Pin(1)
+
+    def set_optical_baud(self, baud):
+        pass
