@@ -162,8 +162,12 @@ class Billing:
             sys.modules.pop("powerup", None)
 
     def boot(self):
-        """After storage.restore(): the state restored, the power-up rules (powerup.py)."""
+        """After storage.restore(): the state restored, the power-up rules (powerup.py).
+        The load profile's ring is scanned now (16 KiB: 0.4 s of bus), not inside the poll
+        that flushes its first block: the registers written before that block
+        (storage.registers_first) would be as old as that poll's chip reading."""
         self._powerup("boot")
+        self.load_profile.log.ring.count()
 
     def apply_changes(self):
         """A configuration written since the last look (optical port, console): apply it now.

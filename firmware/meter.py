@@ -125,7 +125,6 @@ class Meter:
         # from now on a long save yields to a power-fail warning (not during boot: the chip's
         # SAG flag can be up while its voltage settles, and boot's records must be whole)
         self.storage.ee.abort = self.metrology.sag_pending
-        self.storage.refresh = self.metrology.poll  # registers_first: the chip read just before
         self.booted = True
 
     def poll(self):
@@ -186,9 +185,6 @@ class Meter:
 
         step = self.cal_step
         self._cal_t0 = self.clock.ticks_ms()
-        # the chip's energy registers are the procedure's: a record written meanwhile (a
-        # configuration from the port) must not read them (storage.registers_first)
-        refresh, self.storage.refresh = self.storage.refresh, None
         code = _PROC_CONFLICT
         result = None
         try:
@@ -212,7 +208,6 @@ class Meter:
             code = _PROC_TIMING  # no room for calibration.py now: try again
         except Exception as exc:  # noqa: BLE001 - a chip that stopped answering, a fault: reported in ST8
             sys.print_exception(exc)
-        self.storage.refresh = refresh
         self.cal_step = None
         tables.calibration_done(self.services, step, code, result)
         gc.collect()

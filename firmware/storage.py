@@ -98,7 +98,6 @@ class Storage:
         self._base = None  # the base's registers (a list in FIELDS order), or None: a base is due
         self.aborted = False  # a save stopped by the power-fail warning (meter.py clears it)
         self._energy = None  # the meter's registers, as tick() last saw them
-        self.refresh = None  # a callable: the metering chip read into them now (meter.py)
         self._gen = 0  # the base's generation (deltas name it in their flags)
         self._pair = 0  # the pair of base slots the next base goes to
         self._delta = -1  # slot of the newest delta: never the next one written
@@ -487,14 +486,9 @@ class Storage:
         first (a one-page delta, if they moved since the last record). A power-fail warning
         that lands as that record's write cycle starts may find too little hold-up left for
         its own delta (a cycle cannot be stopped); then this delta holds all but the energy
-        of the few milliseconds since, not since the last periodic save. The chip is read
-        first (refresh): a ring's first scan can take 0.4 s of bus after the poll's reading."""
+        since this poll's chip reading, not since the last periodic save."""
         e = self._energy
-        if e is None or not self._restored or self._faults & _IO:
-            return
-        if self.refresh is not None:
-            self.refresh()
-        if self._changed(e):
+        if e is not None and self._restored and not self._faults & _IO and self._changed(e):
             self.save_registers(e, True)
 
     # --- configuration and seal -------------------------------------------------------

@@ -118,7 +118,9 @@ class I2C:
         n = len(buf)
         C["i2c"] += 1
         C["i2c_b"] += n + 5
-        buf[:] = memoryview(self.mem)[mem : mem + n]
+        m = self.mem
+        for i in range(n):  # no slice: as machine.I2C's, a read allocates nothing
+            buf[i] = m[mem + i]
 
     def readfrom_mem(self, addr, mem, n, addrsize=8):
         b = bytearray(n)
