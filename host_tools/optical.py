@@ -130,14 +130,22 @@ def session(args: argparse.Namespace, level: str = "anonymous", port: str | None
         client.identify()
         client.negotiate(256, 8, getattr(args, "baud", None))
         client.logon(getattr(args, "user_id", 1) or 1, "meterctl")
+        interrupted = False
         try:
             if LEVELS[level] > 0:
                 _security(client, getattr(args, "password", "") or "", level)
             yield client
+        except KeyboardInterrupt:
+            # Ctrl-C may land mid-exchange: a logoff then waits out the meter's answer to
+            # the interrupted request, retries and all (seconds). The meter ends an idle
+            # session by itself (its channel traffic timeout), so the user is not kept.
+            interrupted = True
+            raise
         finally:
-            with contextlib.suppress(C1218Error):
-                client.logoff()
-                client.terminate()
+            if not interrupted:
+                with contextlib.suppress(C1218Error):
+                    client.logoff()
+                    client.terminate()
     except C1218Error as exc:
         raise explain(exc, port) from None
     finally:
