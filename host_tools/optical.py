@@ -127,7 +127,7 @@ def session(args: argparse.Namespace, level: str = "anonymous", port: str | None
     port = port or args.port
     client = open_port(port, getattr(args, "timeout", 2.0))
     try:
-        client.identify()
+        _identify(client)
         client.negotiate(256, 8, getattr(args, "baud", None))
         client.logon(getattr(args, "user_id", 1) or 1, "meterctl")
         interrupted = False
@@ -136,13 +136,12 @@ def session(args: argparse.Namespace, level: str = "anonymous", port: str | None
                 _security(client, getattr(args, "password", "") or "", level)
             yield client
         except KeyboardInterrupt:
-            # Ctrl-C may land mid-exchange: a logoff then waits out the meter's answer to
-            # the interrupted request, retries and all (seconds). The meter ends an idle
-            # session by itself (its channel traffic timeout), so the user is not kept.
             interrupted = True
             raise
         finally:
-            if not interrupted:
+            if interrupted:
+                _end_quickly(client)
+            else:
                 with contextlib.suppress(C1218Error):
                     client.logoff()
                     client.terminate()
@@ -150,6 +149,27 @@ def session(args: argparse.Namespace, level: str = "anonymous", port: str | None
         raise explain(exc, port) from None
     finally:
         client.close()
+
+
+def _identify(client: Client) -> None:
+    """Identify; a session some earlier client left open (killed, or its probe pulled)
+    answers ISSS until the meter's channel timeout: Terminate ends it, then again."""
+    try:
+        client.identify()
+    except ServiceError as exc:
+        if exc.name != "isss":
+            raise
+        client.terminate()
+        client.identify()
+
+
+def _end_quickly(client: Client) -> None:
+    """After Ctrl-C: Terminate with short timeouts (the interrupted exchange may still be
+    answering), so the user is not kept and the meter is free for the next command at
+    once; a second Ctrl-C, or a meter that does not answer, skips it."""
+    client.t = Timeouts(ack=0.3, response=0.5, char=0.2)
+    with contextlib.suppress(C1218Error, KeyboardInterrupt):
+        client.terminate()
 
 
 def _security(client: Client, password: str, level: str) -> None:

@@ -9,7 +9,17 @@ themselves) are marked `sim_only` (everything under tests/sim/ is) and skipped o
 
 from __future__ import annotations
 
+import signal
+
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A suite started in the background by a non-interactive shell (`make test &`, a CI
+    # runner's script) inherits SIGINT ignored, and so does every meterctl it starts; the
+    # Ctrl-C tests send SIGINT to meterctl: give it back its default.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -311,9 +311,11 @@ def test_watch_refreshes_in_place_on_a_tty(meter):
     assert text.count("LCD [") == 2 and text.count("\x1b[3F") == 1  # the second view over the first
 
 
-def test_watch_ends_on_ctrl_c_with_exit_code_0(meter):
+@pytest.mark.parametrize("interval", ["0.2", "0.01"])
+def test_watch_ends_on_ctrl_c_with_exit_code_0_and_leaves_the_meter_free(meter, meterctl, interval):
+    # interval 0.01: the Ctrl-C lands in the middle of an exchange most of the time
     proc = subprocess.Popen(
-        [METERCTL, "watch", "--port", meter.optical, "--interval", "0.2"],
+        [METERCTL, "watch", "--port", meter.optical, "--interval", interval],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -327,3 +329,14 @@ def test_watch_ends_on_ctrl_c_with_exit_code_0(meter):
             proc.kill()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+    # the session was ended on the way out: the next command is answered at once
+    ok_json(meterctl("read", "--port", meter.optical, "--json"))
+
+
+def test_a_session_another_client_left_open_does_not_lock_meterctl_out(meter, meterctl):
+    c = Client.open(meter.optical)
+    c.identify()
+    c.negotiate(256, 8)
+    c.logon(1)
+    c.close()  # gone without Logoff or Terminate (killed, the probe pulled)
+    ok_json(meterctl("read", "--port", meter.optical, "--json"))
