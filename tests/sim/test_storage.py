@@ -329,7 +329,6 @@ def test_a_sag_during_a_new_base_stops_it_and_saves_everything(ideal, hold_up_ms
             assert flowed - 0.1 * 60000 / 3600 <= saved <= flowed + 0.002, k
 
 
-
 @pytest.mark.parametrize("hold_up_ms", [13.0, 10.0])
 def test_a_sag_during_a_state_record_skips_its_read_back_and_keeps_the_registers(ideal, hold_up_ms):
     """The warning lands as the last page of the billing state record (four pages, written at
