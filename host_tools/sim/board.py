@@ -238,9 +238,9 @@ class SimBoard:
     def cf1_pulses(self) -> int:
         return self._hw().ade.cf1_pulses
 
-    @property
     def virtual_time(self) -> float:
-        """Seconds of virtual time since the board was made."""
+        """Seconds of virtual time since the board was made: the board's start time plus
+        this is the true time (what a battery-backed RTC that kept time would read)."""
         return self._hw().vt_us / 1e6
 
     def power_off(

@@ -127,7 +127,7 @@ def measure_point(board: SimBoard, volts, amps, pf, hz, seconds):
     """Apply the load, meter it for `seconds` (at least); return (true Wh, registered Wh,
     registered Wh the other way, window s)."""
     board.set_load(volts, amps, pf=pf, hz=hz)
-    t_change = board.virtual_time
+    t_change = board.virtual_time()
     board.run(SETTLE_S + seconds + 2 * PRINT_POLLS)
     power_w = board.hw.source.power_w()
     regs = registers(board)
@@ -212,7 +212,7 @@ def main() -> int:
             f"received {creep[1]:.4f} Wh"
         )
         print(f"worst error: {worst[0]:+.1f} ppm at {worst[1]}")
-        print(f"board virtual time {board.virtual_time / 3600:.1f} h, wall {time.monotonic() - t_start:.0f} s")
+        print(f"board virtual time {board.virtual_time() / 3600:.1f} h, wall {time.monotonic() - t_start:.0f} s")
     finally:
         board.close()
     return 0

@@ -286,7 +286,7 @@ def run_chunk(args: tuple[int, int, int]) -> Stats:
         torture.start()
         for i in range(1, cuts + 1):
             torture.cycle(i)
-        torture.stats.virtual_s = board.virtual_time
+        torture.stats.virtual_s = board.virtual_time()
     torture.stats.wall_s = time.monotonic() - t0
     return torture.stats
 

@@ -36,7 +36,7 @@ CLOCK_ERROR = 1 << 6  # status.py
 def at(board: SimBoard, hhmm: str, amps: float | None = None, day: int = 0) -> None:
     """Run the board until hh:mm of its first day (+ day days), then set the load."""
     h, m = map(int, hhmm.split(":"))
-    board.run(day * 86400 + h * 3600 + m * 60 - board.virtual_time)
+    board.run(day * 86400 + h * 3600 + m * 60 - board.virtual_time())
     if amps is not None:
         board.set_load(VOLTS, amps)
 

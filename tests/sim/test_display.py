@@ -84,7 +84,7 @@ def sample(board: SimBoard, seconds: int, step: float = 1.0) -> list[tuple[float
     out = []
     for _ in range(int(seconds / step)):
         board.run(step)
-        out.append((board.virtual_time, *board.hw.lcd.display()))
+        out.append((board.virtual_time(), *board.hw.lcd.display()))
     return out
 
 
@@ -124,7 +124,7 @@ def test_every_item_on_the_glass(tmp_path):
     with meter_board(tmp_path, program(ALL_ITEMS, 1, 1) + ENERGY + DEMAND_AND_TOU) as board:
         board.run(1)  # the first item comes on at the first poll after boot
         seen = one_cycle(board)
-        rtc_now, vt_now = board.hw.rtc_seconds(), board.virtual_time
+        rtc_now, vt_now = board.hw.rtc_seconds(), board.virtual_time()
     assert seen["DE"][:3] == ("DE123456", G.dot_after(1), G.ANN_KWH | G.ANN_DEL)  # 12345.6 kWh
     assert seen["NG"][:3] == ("NG023456", G.dot_after(1), G.ANN_KWH | G.ANN_REC)  # 2345.6
     assert seen["NT"][:3] == ("NT100000", G.dot_after(1), G.ANN_KWH)  # 10000.078 -> 10000.0

@@ -65,7 +65,7 @@ def test_the_logs_survive_power_cuts_with_growing_sequence_numbers_and_flags(tmp
         board.power_on()
         # other modules log through events.record (security: a wrong password, try 1)
         assert meter.call("result = m.events.record(0x800, b'\\x01')") is True
-        board.run(40 * 60.0 - board.virtual_time)
+        board.run(40 * 60.0 - board.virtual_time())
         board.power_off(sag_ms=10)  # 00:40, the registers saved by the sag warning
         board.run(3600.0)
         board.power_on()  # 01:40
@@ -97,9 +97,9 @@ def test_the_logs_survive_power_cuts_with_growing_sequence_numbers_and_flags(tmp
 
         # a cut in the middle of the state record's own write, at a quarter boundary with
         # no load (so no register record is due): the state record before it is used
-        board.run(secs("2026-01-05T02:40:00") - day - board.virtual_time)
+        board.run(secs("2026-01-05T02:40:00") - day - board.virtual_time())
         board.set_load(240.0, 0.0)  # the registers' last record within a minute, then no writes
-        board.run(secs("2026-01-05T02:44:50") - day - board.virtual_time)
+        board.run(secs("2026-01-05T02:44:50") - day - board.virtual_time())
         before = intervals(meter, 1)[0]
         board.power_off(during_write=True)
         board.run(30.0)  # the 02:45 boundary: its state write is torn

@@ -164,7 +164,7 @@ def start(settings=(), cal=(), extra="", seed=1, volts=240.0, amps=0.0, pf=1.0, 
 
 def window(board: SimBoard, seconds: float, settle: float = 5.0) -> tuple[Reading, Reading, float]:
     """Meter the current load for `seconds` at least; (first, last reading, true power W)."""
-    t_change = board.virtual_time
+    t_change = board.virtual_time()
     board.run(settle + seconds + 2 * PRINT_POLLS)
     rs = [r for r in readings(board) if r["t_us"] / 1e6 >= t_change + settle]
     assert (rs[-1]["t_us"] - rs[0]["t_us"]) / 1e6 >= seconds - 1
@@ -220,10 +220,10 @@ def test_cf1_pulses_times_kh_match_the_registered_energy_within_one_pulse(calibr
     calibrated.set_load(240.0, 20.0)
     calibrated.run(PRINT_POLLS + 2)
     r0 = readings(calibrated)[-1]
-    t0, p0 = calibrated.virtual_time, calibrated.cf1_pulses
+    t0, p0 = calibrated.virtual_time(), calibrated.cf1_pulses
     calibrated.run(3 * 3600)
     r1 = readings(calibrated)[-1]
-    t1, p1 = calibrated.virtual_time, calibrated.cf1_pulses
+    t1, p1 = calibrated.virtual_time(), calibrated.cf1_pulses
     registered = r1.wh("delivered") - r0.wh("delivered")
     assert registered > 14000
     # the pulses are counted from t0 to t1, the registers from one printed poll to another
@@ -358,9 +358,9 @@ def test_one_and_a_half_element_sums_both_channels():
     try:
         board.set_load(240.0, 20.0, channel="A")
         board.set_load(240.0, 10.0, channel="B")
-        t0, p0 = board.virtual_time, board.cf1_pulses
+        t0, p0 = board.virtual_time(), board.cf1_pulses
         r0, r1, power = window(board, 1800)
-        t1, p1 = board.virtual_time, board.cf1_pulses
+        t1, p1 = board.virtual_time(), board.cf1_pulses
         assert power == pytest.approx(240 * 30)
         true = true_wh(r0, r1, power)
         total = r1.wh("delivered") - r0.wh("delivered")
@@ -497,7 +497,7 @@ def test_sag_takes_the_energy_out_of_the_chip_before_the_handler():
         while len(readings(board)) == n:  # up to the next printed poll
             board.run(1)
         r0 = readings(board)[-1]
-        board.run(r0["t_us"] / 1e6 + 10.6 - board.virtual_time)  # 10.6 s after that poll
+        board.run(r0["t_us"] / 1e6 + 10.6 - board.virtual_time())  # 10.6 s after that poll
         board.power_off(sag_ms=10)
         sag = readings(board, "SAG", at_least=1)
         assert len(sag) == 1

@@ -127,10 +127,10 @@ def test_power_cut_stops_the_vm_and_power_on_restarts_the_firmware(sim):
 
 
 def test_sag_warning_gives_the_hold_up_time_then_cuts(sim):
-    t0 = sim.virtual_time
+    t0 = sim.virtual_time()
     sim.power_off(sag_ms=10)
     assert not sim.hw.powered
-    assert sim.virtual_time - t0 == pytest.approx(0.010, abs=0.002)
+    assert sim.virtual_time() - t0 == pytest.approx(0.010, abs=0.002)
 
 
 def test_a_day_runs_in_seconds_and_is_deterministic():
@@ -142,7 +142,7 @@ def test_a_day_runs_in_seconds_and_is_deterministic():
             board.run(24 * 3600)
             wall = time.monotonic() - t
             runs.append(
-                (board.virtual_time, board.lcd_text(), board.hw.ops, board.hw.ade.peek(0x21E), board.true_energy_wh())
+                (board.virtual_time(), board.lcd_text(), board.hw.ops, board.hw.ade.peek(0x21E), board.true_energy_wh())
             )
     print(f"24 h of virtual time in {wall:.1f} s of wall time ({86400 / wall:.0f}x real time)")
     # The goal is under 30 s (tests/bench/sim_speed.py prints the figure: 25-40 s

@@ -127,7 +127,7 @@ def _first_boot_writes(board: SimBoard) -> list[float]:
 
     ee.load_bytes(0, b"\xff" * ee.size)
     board.power_on(boot_seconds=0)
-    t0 = board.virtual_time
+    t0 = board.virtual_time()
     ee._page_write = logged  # the model's own page write, timed (instrumentation only)
     try:
         board.run(1.0)
