@@ -43,6 +43,7 @@ class _Link:
         self.rtc = 0
         self.flags = 0
         self.rx_waiting = 0
+        self._dead = False  # the host closed this link: the board lost power or the MCU reset
 
     def _connect(self):
         if self._sock is not None:
@@ -81,6 +82,8 @@ class _Link:
         """Queue op (whose payload the caller has written), send all, wait for the reply."""
         if op == W.OP_SYNC:
             self.begin(op, 0)
+        if self._dead:
+            raise OSError(5)  # never reconnect to hardware that reset us: this VM is on its way out
         if self._dirty:
             self._connect()  # a call was interrupted (Ctrl-C): its reply is lost, start afresh
         self._dirty = True
@@ -88,7 +91,8 @@ class _Link:
         self._n = 0
         h = self._hdr
         if self._sock.readinto(h) != W.REPLY_HEADER:
-            raise OSError(5)  # EIO: the host went away (the board lost power)
+            self._dead = True
+            raise OSError(5)  # EIO: the host went away (the board lost power, the MCU reset)
         n = h[0] | h[1] << 8
         # The host sends the clock wrapped at 2**30, but the unix port's ticks period is
         # 2**62 (a 64-bit build): time.ticks_diff() would break at each wrap (ticks_us every
@@ -169,6 +173,8 @@ class SPI:
         link._out[i] = self._bus
         link.put(i + 1, wbuf, n)
         link.call(W.OP_SPI, n + 1)
+        if link.flags & W.FLAG_FAULT:
+            raise RuntimeError("fault injected by SimBoard.inject_fault")
         src = link.inbuf
         for k in range(n):  # a copy loop, not a slice: no allocation per transfer
             rbuf[k] = src[k]
@@ -180,6 +186,8 @@ class SPI:
         link._out[i] = self._bus
         link.put(i + 1, wbuf, n)
         link.call(W.OP_SPI, n + 1)
+        if link.flags & W.FLAG_FAULT:
+            raise RuntimeError("fault injected by SimBoard.inject_fault")
 
     def readinto(self, rbuf, write=0):
         n = len(rbuf)
@@ -378,6 +386,27 @@ class RTC:
         return None
 
 
+class Watchdog:
+    """machine.WDT on the simulated board: the host resets the MCU when it is not fed for
+    its timeout (virtual time, and wall time while the firmware runs without a bus call)."""
+
+    def __init__(self, link, timeout_ms):
+        self._link = link
+        self._post(timeout_ms)
+
+    def _post(self, v):
+        i = self._link.begin(W.OP_WDT, 4)
+        self._link.put_u32(i, v)
+
+    def feed(self):
+        self._post(W.WDT_FEED)
+
+    def hold(self):
+        """Keep it fed from now on (a board's timer callback does it): the REPL after m.stop()."""
+        self._post(W.WDT_HOLD)
+        self._link.call(W.OP_SYNC, 0)
+
+
 class Board:
     """The simulated board's wiring: the same attribute names as every board.py."""
 
@@ -414,6 +443,31 @@ class Board:
         i = link.begin(W.OP_HELLO, len(banner))
         link.put(i, banner, len(banner))
         link.call(W.OP_HELLO, 0)
+        self._cause = link.inbuf[0]
+
+    def watchdog(self, timeout_ms):
+        """Arm the watchdog (as machine.WDT(timeout=...)): feed() it or the MCU resets."""
+        return Watchdog(self._link, timeout_ms)
+
+    def reset_cause(self):
+        """"watchdog" if the last hardware reset was the watchdog's (machine.reset() on an
+        RP2040 is one), else "power_on"; a soft reboot leaves it as it was."""
+        return "watchdog" if self._cause == W.RESET_WATCHDOG else "power_on"
+
+    def reset(self):
+        """machine.reset(): the MCU restarts (main.py runs); the chips keep their power."""
+        link = self._link
+        link.begin(W.OP_RESET, 0)
+        try:
+            link.call(W.OP_SYNC, 0)  # no reply comes: the host stops this VM
+        except OSError:
+            pass
+        while True:
+            time.sleep_ms(100)
+
+    def soft_reset(self):
+        """machine.soft_reset(): the VM exits; the console starts it again with main.py."""
+        raise SystemExit
 
     def set_optical_baud(self, baud):
         self.optical.init(baudrate=baud)

@@ -145,6 +145,7 @@ class SimBoard:
             env = {"METER_SIM_SOCKET": sock, "METER_SIM_RTC": self.rtc}
             self.console = Console(fs, env, self.heap_kb)
             self.hw.on_cut = self._on_cut
+            self.hw.on_mcu_reset = self._on_mcu_reset
             self.console.on_vm_gone = self.hw.vm_gone
             if self.boot:
                 self.power_on()
@@ -310,6 +311,32 @@ class SimBoard:
             self.console.power_off()
         if self.server is not None:
             self.server.drop()
+
+    def _on_mcu_reset(self) -> None:
+        """The MCU reset (its watchdog, machine.reset()): a new VM runs main.py; the
+        metering chip, the EEPROM, the RTC chip and the line never lost power."""
+        con = self.console
+        if con is None:
+            return
+        con.power_off()
+        if self.hw is not None and self.hw.powered:
+            con.power_on()
+
+    # ---- faults --------------------------------------------------------------------
+    def inject_fault(self, kind: str = "poll") -> None:
+        """A test hook: "poll" makes the firmware's next SPI transfer (a metering poll's
+        first chip read) raise RuntimeError in the VM; "hang" makes that transfer never
+        return, as a bus stuck low would, until the watchdog resets the MCU."""
+        if kind not in ("poll", "hang"):
+            raise ValueError("kind must be 'poll' or 'hang'")
+        hw = self._hw()
+        with hw.cv:
+            hw.inject = kind
+
+    @property
+    def mcu_resets(self) -> list[tuple[float, str]]:
+        """Every MCU reset so far: (virtual seconds, "watchdog" or "reset")."""
+        return list(self._hw().mcu_resets)
 
     # ---- time ----------------------------------------------------------------------
     def set_speed(self, speed: float) -> None:
