@@ -36,8 +36,9 @@ EV_DEMAND_RESET = const(20)  # data: the reset count (UINT16)
 EV_CONFIG_CHANGED = const(36)  # "meter reprogrammed"; data: CRC-32 of the new configuration
 EV_CONFIGURATION_ERROR = const(37)  # the ST3 flags, logged when they appear
 EV_NONVOLATILE_MEMORY_FAILURE = const(41)
-EV_CLOCK_ERROR = const(42)
+EV_CLOCK_ERROR = const(42)  # data: why (timekeeping.LOST_*)
 EV_MEASUREMENT_ERROR = const(43)
+EV_LOW_BATTERY = const(44)  # the RTC chip's backup failed (its lost-time flag seen at boot)
 EV_TAMPER = const(47)
 # manufacturer events
 MFG = const(0x800)

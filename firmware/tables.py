@@ -222,8 +222,8 @@ PROCEDURES = (
     (_PROC_UNSEAL, _MASTER, _SEALED_OK),  # and the seal plug out
     (_PROC_CALIBRATE, _MASTER, 0),  # the meter's loop runs it: ST8 says 1 until it ends
 )
-# the events logged (events.py): standard 1-4, 9, 10, 20, 36, 37, 41-43, 47; manufacturer 0-8
-_STD_EVENTS = (1, 2, 3, 4, 9, 10, 20, 36, 37, 41, 42, 43, 47)
+# the events logged (events.py): standard 1-4, 9, 10, 20, 36, 37, 41-44, 47; manufacturer 0-8
+_STD_EVENTS = (1, 2, 3, 4, 9, 10, 20, 36, 37, 41, 42, 43, 44, 47)
 
 
 def pack(buf, off, layout, values):
