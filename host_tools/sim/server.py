@@ -68,6 +68,7 @@ class VirtualHardware:
         self.ade = ADE7953(seed=seed, **ade_options)
         self.eeprom = EEPROM24(str(state_dir / "eeprom.bin"), seed=seed)
         self.eeprom_present = True
+        self.rtc_present = True  # False: the RTC chip does not answer on the bus (a fault)
         self.lcd = HT1621()
         self.optical = Pty()
         self._pacer = PacedWriter(self.optical) if optical_pacing else None
@@ -336,7 +337,7 @@ class VirtualHardware:
         if self.eeprom_present and addr == 0x50:
             return self.eeprom
         chip = self.rtc_chip
-        if chip is not None and addr == chip.ADDRESS:
+        if chip is not None and self.rtc_present and addr == chip.ADDRESS:
             return chip
         return None
 
