@@ -4,6 +4,7 @@
                                              # its schedule from config.TOU_*
     t.switch(now)                            # at boot and whenever now >= t.due (billing.py)
     t.tier                                   # 0-3: A-D, the tier in force
+    t.held = True                            # no valid clock: the tier stays, no switch (billing.py)
     t.tier_wh(i)                             # (delivered Wh, received Wh) of tier i
     t.delivered_wh, t.received_wh            # all four, as tuples
     t.dims(), t.calendar_size()              # ST51: the schedule as a C12.19 calendar, and
