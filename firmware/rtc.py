@@ -33,8 +33,10 @@ from micropython import const
 
 from timekeeping import days_from_2000, weekday
 
-DS3231_ADDR = const(0x68)
-PCF8563_ADDR = const(0x51)
+# Names are kept few on purpose: every new name is an interned string (a qstr) in RAM when
+# the module is loaded from a .mpy, and underscore constants cost none.
+_DS3231_ADDR = const(0x68)
+_PCF8563_ADDR = const(0x51)
 
 _DS_TIME = const(0x00)
 _DS_CONTROL = const(0x0E)
@@ -56,33 +58,24 @@ def _bcd(v):
     return (v >> 4) * 10 + (v & 0x0F)
 
 
-def _to_bcd(n):
-    return (n // 10) << 4 | n % 10
-
-
-def _year(yy, month_reg):
-    return 2000 + _bcd(yy) + (100 if month_reg & _CENTURY else 0)
-
-
 class _Chip:
     """What both chips share: the bus, the register buffers, the BCD time arithmetic. Of the
-    seven time registers, 0 seconds, 1 minutes, 2 hours, 5 month (century in bit 7) and 6
-    year sit alike on both; the date is at _DATE."""
+    seven time registers (from `_first`), 0 seconds, 1 minutes, 2 hours, 5 month (century in
+    bit 7) and 6 year sit alike on both; the date is at `_date`, the weekday at the other."""
 
-    _TIME = 0  # the first time register
-    _DATE = 0  # the date's index among the seven
-
-    def __init__(self, i2c, addr):
+    def __init__(self, i2c, addr, first, d):
         self.i2c = i2c
         self.addr = addr
-        self._regs = bytearray(7)  # the seven time registers, as last read
+        self._first = first  # the first time register
+        self._date = d  # the date's index among the seven
+        self._buf = bytearray(7)  # the seven time registers, as last read
         self._one = bytearray(1)
 
-    def _read_time(self):
-        self.i2c.readfrom_mem_into(self.addr, self._TIME, self._regs)
-        return self._regs
+    def _read(self):
+        self.i2c.readfrom_mem_into(self.addr, self._first, self._buf)
+        return self._buf
 
-    def _reg(self, reg):
+    def _get(self, reg):
         self.i2c.readfrom_mem_into(self.addr, reg, self._one)
         return self._one[0]
 
@@ -96,31 +89,34 @@ class _Chip:
     def seconds(self):
         """Seconds since 2000-01-01 00:00:00: one 7-byte read into a kept buffer and small
         ints only (the billing boundaries call it under micropython.heap_lock() in the tests)."""
-        r = self._read_time()
-        days = days_from_2000(_year(r[6], r[5]), _bcd(r[5] & 0x1F), _bcd(r[self._DATE] & 0x3F))
+        r = self._read()
+        y = 2000 + _bcd(r[6]) + (100 if r[5] & _CENTURY else 0)
+        days = days_from_2000(y, _bcd(r[5] & 0x1F), _bcd(r[self._date] & 0x3F))
         return days * _DAY_S + self._hour(r[2]) * 3600 + _bcd(r[1] & 0x7F) * 60 + _bcd(r[0] & 0x7F)
 
     def datetime(self, dt=None):
         """machine.RTC.datetime(): read (year, month, day, weekday Mon=0, hh, mm, ss, 0), or
         set from such a tuple (its weekday is not used: the chip's is computed from the date)."""
         if dt is None:
-            r = self._read_time()
-            y, mo, d = _year(r[6], r[5]), _bcd(r[5] & 0x1F), _bcd(r[self._DATE] & 0x3F)
-            wd = weekday(days_from_2000(y, mo, d))
-            return (y, mo, d, wd, self._hour(r[2]), _bcd(r[1] & 0x7F), _bcd(r[0] & 0x7F), 0)
-        y, mo, d, hh, mi, ss = dt[0], dt[1], dt[2], dt[4], dt[5], dt[6]
-        if not (2000 <= y <= 2199 and 1 <= mo <= 12 and 1 <= d <= 31 and hh <= 23 and mi <= 59 and ss <= 59):
+            r = self._read()
+            y = 2000 + _bcd(r[6]) + (100 if r[5] & _CENTURY else 0)
+            mo, d = _bcd(r[5] & 0x1F), _bcd(r[self._date] & 0x3F)
+            w = weekday(days_from_2000(y, mo, d))
+            return (y, mo, d, w, self._hour(r[2]), _bcd(r[1] & 0x7F), _bcd(r[0] & 0x7F), 0)
+        y, mo, d, h, m, s = dt[0], dt[1], dt[2], dt[4], dt[5], dt[6]
+        if not (2000 <= y <= 2199 and 1 <= mo <= 12 and 1 <= d <= 31 and h <= 23 and m <= 59 and s <= 59):
             raise ValueError("date and time out of the chip's range")
-        self._write(y, mo, d, weekday(days_from_2000(y, mo, d)), hh, mi, ss)
+        buf = bytearray(7)
+        for i, v in ((0, s), (1, m), (2, h), (self._date, d), (5, mo), (6, y % 100)):
+            buf[i] = (v // 10) << 4 | v % 10
+        buf[5] |= _CENTURY if y >= 2100 else 0
+        self._write(buf, weekday(days_from_2000(y, mo, d)))
         return None
 
 
 class DS3231(_Chip):
-    _TIME = _DS_TIME
-    _DATE = 4
-
-    def __init__(self, i2c, addr=DS3231_ADDR):
-        super().__init__(i2c, addr)
+    def __init__(self, i2c, addr=_DS3231_ADDR):
+        super().__init__(i2c, addr, _DS_TIME, 4)
 
     def _hour(self, h):
         if h & _DS_12H:  # 12-hour mode: 12 AM is 0 h, 12 PM is 12 h
@@ -129,47 +125,30 @@ class DS3231(_Chip):
 
     def lost(self):
         """The oscillator stopped since the flag was last cleared (OSF): the time is not to be trusted."""
-        return bool(self._reg(_DS_STATUS) & _DS_OSF)
+        return bool(self._get(_DS_STATUS) & _DS_OSF)
 
-    def _write(self, y, mo, d, wd, hh, mi, ss):
+    def _write(self, buf, w):
         # seconds first: writing them restarts the chip's countdown chain, so the next
-        # second comes a whole second after this write
-        buf = bytearray(7)
-        buf[0] = _to_bcd(ss)
-        buf[1] = _to_bcd(mi)
-        buf[2] = _to_bcd(hh)  # 24-hour mode (bit 6 clear)
-        buf[3] = wd + 1  # 1 = Monday
-        buf[4] = _to_bcd(d)
-        buf[5] = _to_bcd(mo) | (_CENTURY if y >= 2100 else 0)
-        buf[6] = _to_bcd(y % 100)
+        # second comes a whole second after this write; hours in 24-hour mode (bit 6 clear)
+        buf[3] = w + 1  # the day register: 1 = Monday
         self.i2c.writeto_mem(self.addr, _DS_TIME, buf)
-        ctl = self._reg(_DS_CONTROL)
+        ctl = self._get(_DS_CONTROL)
         if ctl & _DS_EOSC:  # keep the oscillator running on the battery
             self._put(_DS_CONTROL, ctl & ~_DS_EOSC)
         # the time is good again: OSF to 0, the other bits as they are (the alarm flags
         # can only be written 0, so writing their 1 back leaves them)
-        self._put(_DS_STATUS, self._reg(_DS_STATUS) & ~_DS_OSF)
+        self._put(_DS_STATUS, self._get(_DS_STATUS) & ~_DS_OSF)
 
 
 class PCF8563(_Chip):
-    _TIME = _PCF_TIME
-    _DATE = 3
-
-    def __init__(self, i2c, addr=PCF8563_ADDR):
-        super().__init__(i2c, addr)
+    def __init__(self, i2c, addr=_PCF8563_ADDR):
+        super().__init__(i2c, addr, _PCF_TIME, 3)
 
     def lost(self):
         """VL: the supply fell too low since the flag was last cleared: the time is not to be trusted."""
-        return bool(self._reg(_PCF_TIME) & _PCF_VL)
+        return bool(self._get(_PCF_TIME) & _PCF_VL)
 
-    def _write(self, y, mo, d, wd, hh, mi, ss):
-        buf = bytearray(7)
-        buf[0] = _to_bcd(ss)  # VL = 0: the time is good again
-        buf[1] = _to_bcd(mi)
-        buf[2] = _to_bcd(hh)
-        buf[3] = _to_bcd(d)
-        buf[4] = (wd + 1) % 7  # the datasheet's assignment: Sunday 0
-        buf[5] = _to_bcd(mo) | (_CENTURY if y >= 2100 else 0)
-        buf[6] = _to_bcd(y % 100)
-        self.i2c.writeto_mem(self.addr, _PCF_TIME, buf)
+    def _write(self, buf, w):
+        buf[4] = (w + 1) % 7  # weekdays as the datasheet assigns them: Sunday 0
+        self.i2c.writeto_mem(self.addr, _PCF_TIME, buf)  # VL (seconds bit 7) 0: the time is good again
         self._put(_PCF_CONTROL1, 0)  # STOP 0 (the clock runs), TEST1 and TESTC 0: normal mode
