@@ -612,3 +612,34 @@ def _points(mask, value: int = 255) -> list[tuple[int, int]]:
     """The (x, y) of every pixel of an "L" image that equals value."""
     w = mask.width
     return [(i % w, i // w) for i, v in enumerate(mask.tobytes()) if v == value]
+
+
+# --- the error codes: declared once in status.py, documented in the README and display.py ---
+
+
+def _declared_errors() -> set[tuple[int, str, str]]:
+    """(code, ST3 flag, kind) from firmware/status.py's FATAL and NONFATAL (bit, code) pairs."""
+    import ast
+
+    tree = ast.parse((FIRMWARE / "status.py").read_text())
+    out = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and node.targets[0].id in ("FATAL", "NONFATAL"):
+            kind = "fatal" if node.targets[0].id == "FATAL" else "non-fatal"
+            elts = node.value.elts
+            for bit, code in zip(elts[::2], elts[1::2], strict=True):
+                out.add((code.value, bit.id, kind))
+    return out
+
+
+def test_every_error_code_is_documented_as_status_py_declares_it():
+    import re
+
+    declared = _declared_errors()
+    assert {c for c, _, _ in declared} == {1, 2, 3, 4, 5, 6}
+    row = re.compile(r"^\| `Er (\d{3})` \| (\w+) \| ([\w-]+) \|", re.M)
+    readme = {(int(c), flag, kind) for c, flag, kind in row.findall((ROOT / "README.md").read_text())}
+    assert readme == declared, "README's LCD error table"
+    line = re.compile(r"^# (\d)\s+(\w+)\s+(fatal|non-fatal)\b", re.M)
+    comments = {(int(c), flag, kind) for c, flag, kind in line.findall((FIRMWARE / "display.py").read_text())}
+    assert comments == declared, "display.py's comment table"
