@@ -174,6 +174,7 @@ class Display:
         if self.item & _ITEM_ERROR and not st.bits & self._error_bit:
             # the error this item shows has cleared: the next item, for a full scroll time
             self._advance()
+            self.error = 0
             self._next_scroll = time.ticks_add(now, scroll)
         elif self.error or self.index < 0:
             # the first item after boot, or the fault has cleared: a full scroll time from now
