@@ -34,7 +34,8 @@ warning's save then stamps the power-down time to the second.
 #   the load profile records the interval at its aligned end with CLOCK_CHANGED | PARTIAL
 #   and starts one at the new time (a forward change's skipped intervals are filled with
 #   CLOCK_CHANGED entries while they fit in the open block).
-# - The clock is valid from then on; a suspended demand resumes at the new time.
+# - The clock is valid from then on; a suspended demand resumes at the new time, and time
+#   of use, held on the tier in force while the clock was invalid, follows the clock again.
 
 import sys
 import time
@@ -82,6 +83,7 @@ _FAULTS = (
     status.CLOCK_ERROR, events.EV_CLOCK_ERROR,
     status.MEASUREMENT_ERROR, events.EV_MEASUREMENT_ERROR,
     status.TAMPER_DETECT, events.EV_TAMPER,
+    status.LOW_BATTERY, events.EV_LOW_BATTERY,
 )
 # fmt: on
 
@@ -229,14 +231,20 @@ class Billing:
         self._faults_seen = bits
         for i in range(0, len(_FAULTS), 2):
             if new & _FAULTS[i]:
-                self.events.record(_FAULTS[i + 1])
+                code = _FAULTS[i + 1]
+                # a clock error says why (timekeeping.LOST_*: the chip's flag, an RTC behind
+                # the last known time, no answer, never set; 0: invalid since before the cut)
+                self.events.record(code, self.clock.cause if code == events.EV_CLOCK_ERROR else b"")
 
     # --- time set and demand reset ------------------------------------------------------
     def set_time(self, t):
-        """Set the meter's time (seconds since 2000): logged, intervals handled, clock valid."""
+        """Set the meter's time (seconds since 2000): logged, intervals handled, clock valid.
+        Writing the RTC clears a chip's lost-time flag, and ST3 LOW_BATTERY with it."""
         now_ms = self._ticks.ticks_ms()
         old = self.clock.read(now_ms)
         self.clock.set(t, now_ms)
+        self.meter.status.clear(status.LOW_BATTERY)
+        self._faults_seen &= ~status.LOW_BATTERY
         self.time_changed(old, t)
         return True
 
@@ -257,6 +265,7 @@ class Billing:
         else:
             lp.close(loadprofile.CLOCK_CHANGED | loadprofile.PARTIAL)
             lp.start(new, loadprofile.CLOCK_CHANGED | (loadprofile.PARTIAL if new % lp.interval_s else 0))
+        self.tou.held = False  # TOU follows the clock again
         self.tou.switch(new)
         self.save(new)
         self.schedule(new, self._ticks.ticks_ms())

@@ -11,9 +11,26 @@ long docstring while it compiles.
 
 # The display list is config.DISPLAY_ITEMS, a byte string of item codes in scroll order;
 # each item stays SCROLL_S seconds (1-30), never less than SCROLL_MIN_S (a communication
-# module may need 10 s). While the status holds an error, "Er nnn" (status.error_code() on
-# 3 digits, alarm sign lit) replaces the list; when the fault clears, the interrupted item
-# comes back for a full scroll time.
+# module may need 10 s). Errors (status.py declares which are fatal):
+# - while a FATAL error lasts, "Er nnn" (status.fatal_code() on 3 digits, alarm sign lit)
+#   replaces the list; when the fault clears, the interrupted item comes back for a full
+#   scroll time;
+# - NONFATAL errors leave the list scrolling with the alarm sign lit on every item, and
+#   each one present is an item of its own, "Er nnn" with the alarm sign, after the list's
+#   last item (in status.NONFATAL's order); an error item whose fault clears while it is
+#   shown gives way to the next item at once.
+#
+# Error codes (status.FATAL, status.NONFATAL; the README's LCD table):
+#
+# code  ST3 bit (ED_STD_STATUS1)       kind      meaning
+# 1     NONVOLATILE_MEMORY_FAILURE     fatal     the EEPROM does not answer, or lost the registers
+# 2     MEASUREMENT_ERROR              fatal     the metering chip does not answer
+# 3     CONFIGURATION_ERROR            non-fatal a setting out of range: its default is used
+# 4     TAMPER_DETECT                  non-fatal a tamper condition
+# 5     CLOCK_ERROR                    non-fatal no valid time: demand suspended, TOU tier held,
+#                                                date and time shown as dashes
+# 6     LOW_BATTERY                    non-fatal the RTC chip's backup failed (its lost-time flag
+#                                                at boot), until a time set; battery sign lit too
 #
 # Item codes, declared here once (a tool that programs DISPLAY_ITEMS sends these bytes):
 #
@@ -26,8 +43,9 @@ long docstring while it compiles.
 #                                      ("  7.250"); kW; "------" without a demand subsystem
 # 5     present TOU tier   TR          meter.tou.tier 0-3 as "A".."D" and that tier's T1..T4
 #                                      sign; "------" without a TOU subsystem
-# 6     date               DA          MM.DD.YY (North American order)
-# 7     time               TI          HHMMSS with the colons
+# 6     date               DA          MM.DD.YY (North American order); "--.--.--" while
+#                                      the clock is invalid (ST3 CLOCK_ERROR)
+# 7     time               TI          HHMMSS with the colons; "--:--:--" while invalid
 # 8     firmware version   VE          meter.VERSION, "0.1.0" -> "   0.1.0"
 # 9     all-segments test  88          every segment, point and annunciator lit
 #
@@ -63,6 +81,7 @@ ITEM_TIME = const(7)
 ITEM_VERSION = const(8)
 ITEM_SEGMENTS = const(9)
 ITEM_LAST = const(9)
+_ITEM_ERROR = const(0x100)  # a non-fatal error's own item: 0x100 | its code
 
 REINIT_S = const(60)
 SCROLL_LIMIT_S = const(30)  # the longest programmable scroll time
@@ -98,7 +117,8 @@ class Display:
         self._valid = False  # the chip's RAM is unknown until the first full write
         self.index = -1  # position in the display list (-1: before the first item)
         self.item = 0  # the list's current item code (0 before the first one)
-        self.error = 0  # the error code shown instead of the list, 0 when the list runs
+        self.error = 0  # the fatal error code shown instead of the list, 0 when the list runs
+        self._error_bit = 0  # the status bit of the non-fatal error item shown, if one is
         self.reinits = 0
         self._next_scroll = 0
         self._next_reinit = 0
@@ -142,15 +162,21 @@ class Display:
             self.reinits += 1
             self._lcd.reinit()
             self._valid = False  # the render below sends all 16 bytes
-        code = self._meter.status.error_code()
+        st = self._meter.status
+        code = st.fatal_code()
         if code:
             self.error = code
             self._ident(_ID_ERROR)
             self._number(code, 3, 3)
-            self._render(G.ANN_ALM)
+            self._render(G.ANN_ALM | (G.ANN_BAT if st.bits & status.LOW_BATTERY else 0))
             return
         scroll = self.scroll_ms()
-        if self.error or self.index < 0:
+        if self.item & _ITEM_ERROR and not st.bits & self._error_bit:
+            # the error this item shows has cleared: the next item, for a full scroll time
+            self._advance()
+            self.error = 0
+            self._next_scroll = time.ticks_add(now, scroll)
+        elif self.error or self.index < 0:
             # the first item after boot, or the fault has cleared: a full scroll time from now
             if self.index < 0:
                 self._advance()
@@ -165,13 +191,22 @@ class Display:
         self.draw(self.item, now)
 
     def _advance(self):
+        # positions 0 .. n-1 are the list's items, n .. n+k-1 the k non-fatal errors' items
         items = self._meter.config.get(config.DISPLAY_ITEMS)
         n = len(items)
+        nf = status.NONFATAL
+        total = n + len(nf) // 2
+        bits = self._meter.status.bits
         self._clock_read = False
-        for _ in range(n):
-            self.index = (self.index + 1) % n
-            if ITEM_DELIVERED <= items[self.index] <= ITEM_LAST:
-                self.item = items[self.index]
+        for _ in range(total):
+            i = self.index = (self.index + 1) % total
+            if i < n:
+                if ITEM_DELIVERED <= items[i] <= ITEM_LAST:
+                    self.item = items[i]
+                    return
+            elif bits & nf[2 * (i - n)]:
+                self._error_bit = nf[2 * (i - n)]
+                self.item = _ITEM_ERROR | nf[2 * (i - n) + 1]
                 return
         self.index = 0
         self.item = ITEM_DELIVERED
@@ -182,8 +217,16 @@ class Display:
         """Draw one item now (now: the board's ticks_ms, for the time item)."""
         m = self._meter
         t = self._text
-        ann = G.ANN_BAT if m.status.bits & status.LOW_BATTERY else 0
+        bits = m.status.bits
+        ann = G.ANN_BAT if bits & status.LOW_BATTERY else 0
+        if bits & status.NONFATAL_BITS:
+            ann |= G.ANN_ALM
         dots = 0
+        if item & _ITEM_ERROR:  # a non-fatal error's own item
+            self._ident(_ID_ERROR)
+            self._number(item & 0xFF, 3, 3)
+            self._render(ann | G.ANN_ALM)
+            return
         if ITEM_DELIVERED <= item <= ITEM_NET:
             self._draw_energy(item, ann)
             return
@@ -202,6 +245,15 @@ class Display:
                 ann |= G.ANN_T1 << (source.tier & 3)
             if item == ITEM_MAX_DEMAND:
                 ann |= G.ANN_KW
+        elif (item == ITEM_DATE or item == ITEM_TIME) and bits & status.CLOCK_ERROR:
+            # no valid time: dashes, never a wrong time that looks right
+            self._ident(_ID_DATE if item == ITEM_DATE else _ID_TIME)
+            for i in range(2, G.N_CHARS):
+                t[i] = _DASH
+            if item == ITEM_DATE:
+                dots = _DATE_DOTS
+            else:
+                ann |= G.ANN_COL
         elif item == ITEM_DATE or item == ITEM_TIME:
             if not self._clock_read:
                 # the meter's clock (timekeeping.py, as ST52 shows it), not machine.RTC's

@@ -11,12 +11,18 @@ code is in RAM only while it runs (at boot, and when the configuration changes).
 
 # Power-up rules (firmware/README.md, "Demand, time of use and logs: the rules"):
 # - The last known time is the newer of the state record's and the register record's
-#   stamps. An RTC that reads earlier than that lost its time (a Pico's RTC has no
-#   battery; a flat battery elsewhere): it is set back to the last known time and the
-#   clock is invalid (ST3 CLOCK_ERROR) until a time is set; the outage's length is then
-#   unknown. An RTC at or after the last known time kept running: the outage lasted the
-#   difference, and the clock is as valid as it was before the cut. A first boot (no state
-#   record) trusts an RTC that reads 2024 or later.
+#   stamps. The RTC lost its time when it says so (a chip's OSF / VL flag: its battery
+#   failed; that also sets ST3 LOW_BATTERY until a time set clears the flag), when it
+#   reads earlier than the last known time or than 2024 (a Pico's own RTC has no battery:
+#   the rp2 port restarts it at 2021-01-01), or when it does not answer on the bus: the
+#   meter then counts on from the last known time (the RTC is left as it is,
+#   timekeeping.py) and the clock is invalid (ST3 CLOCK_ERROR, the CLOCK_ERROR event's
+#   data says why) until a time is set; the outage's length is unknown. An RTC at or
+#   after the last known time kept running: the outage lasted the difference, and the
+#   clock is as valid as it was before the cut. A first boot (no state record) trusts an
+#   RTC that reads 2024 or later and does not flag its time lost.
+# - Time of use follows the clock only while it is valid: without a valid time the tier
+#   in force at the power-down stays in force (tier A on a first boot) until a time set.
 # - Log POWER_DOWN stamped with the last known time and POWER_UP stamped now (data: the
 #   outage in seconds, 0xFFFFFFFF unknown); set ST3 POWER_FAILURE (latched: the clear
 #   standard status procedure clears it). A start with the line on (only the MCU restarted:
@@ -183,14 +189,27 @@ def _settle(tu, e):
             setattr(tu, name, total)
 
 
-def _begin(clk, last, was_valid):
+def _begin(clk, last, was_valid, st):
     """(time now, valid, outage seconds or -1) from the RTC and the last known time."""
-    t = clk.read_rtc()
+    try:
+        lost = clk.rtc_lost()
+        t = clk.read_rtc()
+    except OSError:  # no RTC on the bus: count from the last known time
+        clk.rtc_down = True
+        clk.cause = tk.LOST_NO_ANSWER
+        return max(last, 0), False, -1
+    if lost:  # its backup failed: the battery (or supercap) is flat or missing
+        st.set(status.LOW_BATTERY)
+        clk.cause = tk.LOST_FLAG
     if last <= 0:  # a first boot
-        return t, t >= tk.EARLIEST_VALID, 0
-    if t >= last:
+        if not lost and t < tk.EARLIEST_VALID:
+            clk.cause = tk.LOST_NEVER_SET
+        return t, not clk.cause, 0
+    if not lost and t >= last and t >= tk.EARLIEST_VALID:
         return t, was_valid, t - last
-    clk.write_rtc(last)  # the RTC lost its time: restart from the last known
+    if not lost:  # a Pico's RTC restarts at 2021-01-01 at every power-up
+        clk.cause = tk.LOST_EARLIER if t < last else tk.LOST_NEVER_SET
+    clk.offset = last - t  # the RTC is left as it is: a chip keeps its flag until a time set
     return last, False, -1
 
 
@@ -204,8 +223,9 @@ def boot(b, cause=0):
     if payload is not None:
         _unpack(b, payload)
     last = max(b.saved_at, clk.last_known)
-    t, valid, outage = _begin(clk, last, bool(b.flags & CLOCK_VALID))
+    t, valid, outage = _begin(clk, last, bool(b.flags & CLOCK_VALID), b.meter.status)
     clk.start(t, valid, now_ms)
+    tu.held = not valid  # no valid time: the tier restored from the state record stays
     b.outage_s = outage
     invalid = 0 if valid else L.CLOCK_INVALID
     if payload is None:  # a first boot, or every state record lost: nothing to close

@@ -5,6 +5,7 @@
     t = clk.read(now_ms)          # the RTC now; clk.jump != 0 if someone moved it meanwhile
     t = clk.now(now_ms)           # the count since the last read (no RTC access, no allocation)
     clk.set(t, now_ms)            # set the RTC: the clock is valid (ST3 CLOCK_ERROR cleared)
+    clk.rtc_lost(), clk.read_rtc()  # boot only (powerup.py): the chip's lost-time flag, its reading
     y, mo, d, hh, mi, ss = timekeeping.civil(t)
     timekeeping.weekday(t // timekeeping.DAY)   # 0 Monday .. 6 Sunday
 
@@ -19,6 +20,14 @@ because the ports disagree on the epoch (1970 on the unix port, 2000 on the RP20
 # (machine.RTC.datetime() allocates a tuple). A read that differs from the count by more
 # than JUMP_S seconds is a time change made behind the meter's back (a tool writing the
 # RTC directly): `jump` says by how much. The power-up rules are in powerup.py.
+#
+# The RTC is the board's: a battery-backed chip (firmware/rtc.py: DS3231, PCF8563) or the
+# MCU's own machine.RTC (board.rtc_chip says which). An RTC that lost its time is never
+# written at boot: the meter counts on from the last known time with `offset` (meter time
+# = RTC + offset), so a chip keeps its lost-time flag, and ST3 LOW_BATTERY with it, until
+# a time set writes it. An RTC that stops answering is not a crash: a read at a boundary
+# returns the count (the board clock carries the time), and when the chip answers again
+# the count goes on from where it is (a new offset, not a jump).
 
 import time
 
@@ -29,6 +38,11 @@ import status
 DAY = const(86400)
 JUMP_S = const(2)  # an RTC further than this from the count was changed behind our back
 EARLIEST_VALID = const(757382400)  # 2024-01-01: an RTC reading earlier was never set
+# Why the clock is invalid (`MeterClock.cause`; the data of the CLOCK_ERROR event)
+LOST_FLAG = const(1)  # the RTC chip flags its time lost (DS3231 OSF, PCF8563 VL): its backup failed
+LOST_EARLIER = const(2)  # the RTC read earlier than the last known time (no battery-backed time)
+LOST_NO_ANSWER = const(3)  # the RTC chip did not answer on the I2C bus
+LOST_NEVER_SET = const(4)  # a first boot on an RTC reading before 2024
 
 
 def days_from_2000(y, m, d):
@@ -95,13 +109,23 @@ class MeterClock:
         self._anchor_s = 0
         self._anchor_ms = board.clock.ticks_ms()
         self.last_known = 0  # the newest register record's time stamp (unpack_from)
+        self.offset = 0  # meter time = RTC + offset; not 0 only while the RTC has lost its time
+        self.rtc_down = False  # the last RTC access failed (no answer): the count carries the time
+        self.cause = 0  # why the clock is invalid (LOST_*), 0 when it is not known to be
 
     def read_rtc(self):
-        """The RTC as seconds since 2000 (allocates on a real board: boot and boundaries only)."""
+        """The RTC's own reading in seconds since 2000 (the chips' seconds() allocates nothing;
+        machine.RTC.datetime() does: boot and boundaries only). Raises OSError."""
         if self._rtc_seconds is not None:
             return self._rtc_seconds()
         dt = self._rtc.datetime()  # machine.RTC order: y, mo, d, weekday, hh, mi, ss, subseconds
         return seconds(dt[0], dt[1], dt[2], dt[4], dt[5], dt[6])
+
+    def rtc_lost(self):
+        """True if the RTC flags its own time as lost (a chip's OSF / VL); machine.RTC has no
+        such flag. Raises OSError."""
+        lost = getattr(self._rtc, "lost", None)
+        return bool(lost()) if lost is not None else False
 
     def write_rtc(self, t):
         y, mo, d, hh, mi, ss = civil(t)
@@ -114,9 +138,26 @@ class MeterClock:
         return self._anchor_s + time.ticks_diff(now_ms, self._anchor_ms) // 1000
 
     def read(self, now_ms):
-        """Read the RTC, anchor the count on it and return it; sets `jump`."""
-        t = self.read_rtc()
-        d = t - self.now(now_ms)
+        """Read the RTC, anchor the count on it and return the meter's time; sets `jump`.
+        An RTC that does not answer leaves the count as it runs."""
+        count = self.now(now_ms)
+        try:
+            raw = self.read_rtc()
+        except OSError:
+            self.rtc_down = True
+            self.jump = 0
+            return count
+        if self.rtc_down:  # it answers again: the count goes on from where it is
+            self.rtc_down = False
+            self.offset = count - raw
+        t = raw + self.offset
+        d = t - count
+        if self.offset and (d > JUMP_S or d < -JUMP_S):
+            # set behind the meter's back while the meter counted on from the last known
+            # time: the RTC's own reading is the time now
+            self.offset = 0
+            t = raw
+            d = t - count
         self.jump = d if d > JUMP_S or d < -JUMP_S else 0
         self._anchor_s = t
         self._anchor_ms = now_ms
@@ -139,8 +180,16 @@ class MeterClock:
             self._status.set(status.CLOCK_ERROR)
 
     def set(self, t, now_ms):
-        """Set the RTC to t (seconds since 2000); the clock is valid from now on."""
-        self.write_rtc(t)
+        """Set the RTC to t (seconds since 2000), which clears a chip's lost-time flag; the
+        clock is valid from now on. An RTC that does not answer keeps the count's time only
+        (until the next power cut)."""
+        try:
+            self.write_rtc(t)
+            self.offset = 0
+            self.rtc_down = False
+        except OSError:
+            self.rtc_down = True
+        self.cause = 0
         self.start(t, True, now_ms)
 
     def pack_into(self, buf, off):

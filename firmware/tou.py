@@ -4,6 +4,7 @@
                                              # its schedule from config.TOU_*
     t.switch(now)                            # at boot and whenever now >= t.due (billing.py)
     t.tier                                   # 0-3: A-D, the tier in force
+    t.held = True                            # no valid clock: the tier stays, no switch (billing.py)
     t.tier_wh(i)                             # (delivered Wh, received Wh) of tier i
     t.delivered_wh, t.received_wh            # all four, as tuples
     t.dims(), t.calendar_size()              # ST51: the schedule as a C12.19 calendar, and
@@ -38,6 +39,7 @@ EVERY_YEAR = const(0xFF)
 _ACTION_SEASON = const(3)  # CALENDAR_ACTION: select season n is 3 + n
 _ACTION_SPECIAL = const(19)  # special schedule n is 19 + n: the meter's one special schedule, its holidays
 _UNUSED = const(0xFF)  # a day schedule id: that season's day type is never used
+_NEVER = const(0x3FFFFFFF)  # `due` while held: no change is scheduled (a small int on 32-bit ports)
 
 
 class Tou:
@@ -49,6 +51,7 @@ class Tou:
         self.season = 0
         self.day_type = WEEKDAY
         self.due = 0  # the next tier, day or season change (seconds since 2000)
+        self.held = False  # the clock is invalid: the tier in force stays until a time set (billing.py)
         self.folded_del = [0] * NBR_TIERS  # Wh up to the last change
         self.folded_rec = [0] * NBR_TIERS
         self.base_del = 0  # the totals at the last change
@@ -132,7 +135,11 @@ class Tou:
         self.base_rec = e.received_wh
 
     def switch(self, t):
-        """Bring the tier, season and day type up to time t; True if the tier changed."""
+        """Bring the tier, season and day type up to time t; True if the tier changed.
+        While `held` (no valid time) nothing changes and no change is scheduled."""
+        if self.held:
+            self.due = _NEVER
+            return False
         tier = self._find(t)
         f = self._found
         self.season, self.day_type, self.due = f[0], f[1], f[2]

@@ -398,7 +398,24 @@ def _event_detail(code: int, arg: bytes) -> str:
         down = arg[1] | arg[2] << 8
         cause = causes[arg[0]].replace("_", " ") if arg[0] < len(causes) else f"cause {arg[0]}"
         return f"{cause}, down {'unknown' if down == 0xFFFF else f'{down} s'}"
+    if name == "CLOCK_ERROR":
+        return clock_lost_why().get(n, "")
     return ""
+
+
+_LOST_WHY = {
+    "LOST_FLAG": "the RTC chip flagged its time lost (its backup failed)",
+    "LOST_EARLIER": "the RTC read earlier than the last known time",
+    "LOST_NO_ANSWER": "the RTC chip did not answer",
+    "LOST_NEVER_SET": "the RTC was never set",
+}
+
+
+@cache
+def clock_lost_why() -> dict[int, str]:
+    """The CLOCK_ERROR event's data (timekeeping.LOST_*), in words."""
+    consts = firmware_constants("timekeeping")
+    return {consts[name]: words for name, words in _LOST_WHY.items() if name in consts}
 
 
 def event_rows(client: Client) -> list[dict[str, Any]]:

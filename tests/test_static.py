@@ -181,7 +181,24 @@ class SPI(_Rec):
     LSB = 1
 
 class I2C(_Rec):
-    pass
+    # register-addressed devices (1-byte register addresses): addr -> 32 bytes
+    def _dev(self, addr):
+        mem = getattr(self, "mem", None)
+        if mem is None:
+            mem = self.mem = {}
+        if addr not in mem:
+            mem[addr] = bytearray(32)
+        return mem[addr]
+
+    def readfrom_mem_into(self, addr, reg, buf, addrsize=8):
+        dev = self._dev(addr)
+        for i in range(len(buf)):
+            buf[i] = dev[(reg + i) % 32]
+
+    def writeto_mem(self, addr, reg, buf, addrsize=8):
+        dev = self._dev(addr)
+        for i in range(len(buf)):
+            dev[(reg + i) % 32] = buf[i]
 
 class UART(_Rec):
     def flush(self):
@@ -248,8 +265,21 @@ b.set_optical_baud(19200)
 out["rebaud"] = {{"baudrate": u.kw.get("baudrate"), "rxbuf": u.kw.get("rxbuf"),
                  "flushed": getattr(u, "flushed", False), "inits": getattr(u, "inits", 0)}}
 out["attrs"] = {{k: getattr(b, k) for k in ("name", "eeprom_addr", "eeprom_size", "eeprom_page",
-                                           "rtc_battery_backed", "heap_budget_kb")}}
+                                           "rtc_chip", "rtc_battery_backed", "heap_budget_kb")}}
 out["rtc"] = list(b.rtc.datetime())
+# every RTC setting: which object it builds, on which bus and address, and a time set and read
+rtcs = {{}}
+for chip in ("none", "mcu", "ds3231", "pcf8563"):
+    board.RTC_CHIP = chip
+    r = board.make()
+    clk = r.rtc
+    r.i2c.mem = {{}}
+    clk.datetime((2026, 3, 8, 6, 14, 5, 9, 0))
+    rtcs[chip] = {{"chip": r.rtc_chip, "battery": r.rtc_battery_backed,
+                  "machine_rtc": isinstance(clk, machine.RTC),
+                  "on_board_i2c": getattr(clk, "i2c", None) is r.i2c,
+                  "addresses": sorted(r.i2c.mem), "back": list(clk.datetime())}}
+out["rtcs"] = rtcs
 c = b.clock
 out["clock"] = [callable(getattr(c, m, None)) for m in ("ticks_ms", "ticks_us", "wait_until")]
 w = b.watchdog(8000)
@@ -299,7 +329,8 @@ def test_board_contract(board: str, tmp_path: Path) -> None:
         "eeprom_addr": 0x50,
         "eeprom_size": 32768,
         "eeprom_page": 64,
-        "rtc_battery_backed": False,
+        "rtc_chip": "ds3231",  # the part hobby and carrier boards carry (issue 15)
+        "rtc_battery_backed": True,
         "heap_budget_kb": heap_kb,
     }
     for name in ("ade_cs", "ade_reset", "lcd_cs", "lcd_wr", "lcd_data"):
@@ -336,6 +367,19 @@ def test_board_contract(board: str, tmp_path: Path) -> None:
     assert rebaud["baudrate"] == 19200 and rebaud["flushed"] and rebaud["inits"] == 1
     assert rebaud["rxbuf"] >= 512, "re-init must keep the large RX buffer"
     assert len(got["rtc"]) == 8
+    # the RTC settings: the MCU's machine.RTC (with or without a battery) or a chip's driver on
+    # the EEPROM's bus at its datasheet address (DS3231 0x68, PCF8563 0x51), which reads back
+    # the time set through it, weekday computed from the date (2026-03-08 was a Sunday: 6)
+    rtcs = got["rtcs"]
+    assert {k: (v["chip"], v["battery"], v["machine_rtc"]) for k, v in rtcs.items()} == {
+        "none": ("none", False, True),
+        "mcu": ("mcu", True, True),
+        "ds3231": ("ds3231", True, False),
+        "pcf8563": ("pcf8563", True, False),
+    }
+    for chip, addr in (("ds3231", 0x68), ("pcf8563", 0x51)):
+        assert rtcs[chip]["on_board_i2c"] and rtcs[chip]["addresses"] == [addr], rtcs[chip]
+        assert rtcs[chip]["back"] == [2026, 3, 8, 6, 14, 5, 9, 0]
     assert got["clock"] == [True, True, True]
     # The watchdog: machine.WDT with the timeout asked for (the RP2040 takes at most 8,388 ms),
     # fed on feed(); hold() feeds it from a timer at least twice per timeout.

@@ -27,6 +27,8 @@ Pins (wiring table and the clashes avoided: boards/esp32/README.md):
     ADE7953                RESET 27, IRQ 32 (pull-up), CF1 35 (input only)
     EEPROM I2C(1)          SCL 25, SDA 26, 400 kHz (I2C(0)'s default pins
                            18/19 are VSPI's)
+    RTC chip               on I2C(1) beside the EEPROM: DS3231 0x68 (RTC_CHIP),
+                           or PCF8563 0x51
     IR port UART2          TX 17, RX 16 (UART1's default pins are the flash's)
     HT1621 LCD             CS 13, WR 21, DATA 22
     seal plug              33 (pull-up; low while inserted)
@@ -39,7 +41,16 @@ import machine
 from machine import I2C, RTC, SPI, UART, WDT, Pin, Timer
 from micropython import const
 
+import rtc
 from clock import Clock
+
+# Which clock keeps the time across a power cut (boards/esp32/README.md, "Real-time clock"):
+#   "ds3231"  a Maxim DS3231 on the EEPROM's I2C bus at 0x68, with a coin cell or supercap
+#             on VBAT (the part hobby and carrier boards carry, e.g. the ZS-042 module)
+#   "pcf8563" an NXP PCF8563 on that bus at 0x51, with its backup supply
+#   "mcu"     the MCU's own RTC, on a board that keeps it powered through an outage
+#   "none"    the MCU's own RTC as a plain board has it: lost at every power cut
+RTC_CHIP = "ds3231"
 
 _ADE_SPI_ID = const(2)  # VSPI
 _ADE_SCK = const(18)
@@ -101,7 +112,6 @@ class Board:
     eeprom_addr = 0x50
     eeprom_size = 32768
     eeprom_page = 64
-    rtc_battery_backed = False  # the ESP32 RTC keeps time in deep sleep, not over power loss
     heap_budget_kb = 90  # low end of 90-110 KB free without PSRAM, reference/hardware.md
     # The analog front end (README "Analog front end"): line volts per volt at the ADE7953
     # voltage pins (a 1000:1 divider) and line amps per volt across the CT burden, in
@@ -129,6 +139,16 @@ class Board:
         self.cf1 = Pin(_CF1, Pin.IN)  # push-pull from the ADE7953, active low
 
         self.i2c = I2C(_I2C_ID, scl=Pin(_I2C_SCL), sda=Pin(_I2C_SDA), freq=_I2C_HZ)
+        # the RTC (RTC_CHIP above); nothing goes on the bus until the meter reads it
+        self.rtc_chip = RTC_CHIP
+        self.rtc_battery_backed = RTC_CHIP != "none"
+        self.rtc: RTC | rtc.DS3231 | rtc.PCF8563
+        if RTC_CHIP == "ds3231":
+            self.rtc = rtc.DS3231(self.i2c)
+        elif RTC_CHIP == "pcf8563":
+            self.rtc = rtc.PCF8563(self.i2c)
+        else:
+            self.rtc = RTC()
 
         self.lcd_cs = Pin(_LCD_CS, Pin.OUT, value=1)
         self.lcd_wr = Pin(_LCD_WR, Pin.OUT, value=1)
@@ -152,7 +172,6 @@ class Board:
         self.seal_plug = Pin(_SEAL_PLUG, Pin.IN, Pin.PULL_UP)
 
         self.clock = Clock()
-        self.rtc = RTC()
 
     def set_optical_baud(self, baud: int) -> None:
         """Switch the optical port to ``baud`` (C12.18 negotiation), 8N1.

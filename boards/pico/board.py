@@ -25,6 +25,7 @@ Pins (wiring table and the clashes avoided: boards/pico/README.md):
     ADE7953 SPI0  SCK GP18, MOSI GP19, MISO GP16, CS GP17 (driven as a GPIO)
     ADE7953       RESET GP20, IRQ GP21 (pull-up), CF1 GP22
     EEPROM I2C0   SDA GP4, SCL GP5, 400 kHz
+    RTC chip      on I2C0 beside the EEPROM: DS3231 0x68 (RTC_CHIP), or PCF8563 0x51
     IR port UART1 TX GP8, RX GP9 (UART1 on GP4/GP5 would clash with I2C0)
     HT1621 LCD    CS GP10, WR GP11, DATA GP12
     seal plug     GP14 (pull-up; low while inserted)
@@ -35,7 +36,16 @@ import machine
 from machine import I2C, RTC, SPI, UART, WDT, Pin, Timer
 from micropython import const
 
+import rtc
 from clock import Clock
+
+# Which clock keeps the time across a power cut (boards/pico/README.md, "Real-time clock"):
+#   "ds3231"  a Maxim DS3231 on the EEPROM's I2C bus at 0x68, with a coin cell or supercap
+#             on VBAT (the part hobby and carrier boards carry, e.g. the ZS-042 module)
+#   "pcf8563" an NXP PCF8563 on that bus at 0x51, with its backup supply
+#   "mcu"     the MCU's own RTC, on a board that keeps it powered through an outage
+#   "none"    the MCU's own RTC as a plain board has it: lost at every power cut
+RTC_CHIP = "ds3231"
 
 _ADE_SPI_ID = const(0)
 _ADE_SCK = const(18)
@@ -96,7 +106,6 @@ class Board:
     eeprom_addr = 0x50
     eeprom_size = 32768
     eeprom_page = 64
-    rtc_battery_backed = False  # the RP2040 RTC stops and forgets on power loss
     heap_budget_kb = 210  # gc.mem_free() after boot, reference/hardware.md
     # The analog front end (README "Analog front end"): line volts per volt at the ADE7953
     # voltage pins (a 1000:1 divider) and line amps per volt across the CT burden, in
@@ -124,6 +133,16 @@ class Board:
         self.cf1 = Pin(_CF1, Pin.IN)  # push-pull from the ADE7953, active low
 
         self.i2c = I2C(_I2C_ID, scl=Pin(_I2C_SCL), sda=Pin(_I2C_SDA), freq=_I2C_HZ)
+        # the RTC (RTC_CHIP above); nothing goes on the bus until the meter reads it
+        self.rtc_chip = RTC_CHIP
+        self.rtc_battery_backed = RTC_CHIP != "none"
+        self.rtc: RTC | rtc.DS3231 | rtc.PCF8563
+        if RTC_CHIP == "ds3231":
+            self.rtc = rtc.DS3231(self.i2c)
+        elif RTC_CHIP == "pcf8563":
+            self.rtc = rtc.PCF8563(self.i2c)
+        else:
+            self.rtc = RTC()
 
         self.lcd_cs = Pin(_LCD_CS, Pin.OUT, value=1)
         self.lcd_wr = Pin(_LCD_WR, Pin.OUT, value=1)
@@ -147,7 +166,6 @@ class Board:
         self.seal_plug = Pin(_SEAL_PLUG, Pin.IN, Pin.PULL_UP)
 
         self.clock = Clock()
-        self.rtc = RTC()
 
     def set_optical_baud(self, baud: int) -> None:
         """Switch the optical port to ``baud`` (C12.18 negotiation), 8N1.

@@ -21,6 +21,8 @@ import time
 import simwire as W
 from micropython import const
 
+import rtc
+
 _OUT_SIZE = const(2048)
 _IN_SIZE = const(1024)
 _EPOCH_2000_IN_1970 = const(946684800)
@@ -366,7 +368,7 @@ def _days_from_2000(y, m, d):
 
 
 class RTC:
-    """machine.RTC look-alike over the host's RTC (battery-backed or volatile)."""
+    """machine.RTC look-alike over the MCU's RTC on the host (battery-backed or volatile)."""
 
     def __init__(self, link):
         self._link = link
@@ -414,7 +416,6 @@ class Board:
     eeprom_addr = 0x50
     eeprom_size = 32768
     eeprom_page = 64
-    rtc_battery_backed = True
     heap_budget_kb = 90
     v_ratio = W.V_RATIO
     i_ratio_milli = W.I_RATIO_MILLI
@@ -437,8 +438,16 @@ class Board:
         self.seal_plug = Pin(link, W.PIN_SEAL, False, flag=W.FLAG_SEAL_PLUG, invert=True)
         self.cf1 = Pin(link, W.PIN_CF1, False, flag=W.FLAG_CF1)
         self.clock = Clock(link)
-        self.rtc = RTC(link)
-        self.rtc_battery_backed = os.getenv("METER_SIM_RTC") != "volatile"
+        # the time-keeping RTC (SimBoard(rtc=...)): a chip on the I2C bus driven by the
+        # firmware's own driver (firmware/rtc.py), or the MCU's RTC with or without a battery
+        kind = os.getenv("METER_SIM_RTC") or "ds3231"
+        if kind == "ds3231" or kind == "pcf8563":
+            self.rtc = rtc.DS3231(self.i2c) if kind == "ds3231" else rtc.PCF8563(self.i2c)
+            self.rtc_chip = kind
+        else:
+            self.rtc = RTC(link)
+            self.rtc_chip = "mcu" if kind == "battery" else "none"
+        self.rtc_battery_backed = self.rtc_chip != "none"
         banner = b"sim"
         i = link.begin(W.OP_HELLO, len(banner))
         link.put(i, banner, len(banner))

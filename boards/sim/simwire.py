@@ -8,7 +8,7 @@ A request is one or more ops sent in a single write: posted ops (pin changes, UA
 bytes) ride along with the next synchronous op, which the host answers with one reply.
 
     op:    OP (1 byte) | payload length (2 bytes, little-endian) | payload
-    reply: payload length (2) | ticks_ms (4) | ticks_us (4) | rtc seconds since 2000 (4)
+    reply: payload length (2) | ticks_ms (4) | ticks_us (4) | MCU RTC seconds since 2000 (4)
            | flags (1) | optical bytes waiting (2) | payload
 
 ticks_ms and ticks_us travel modulo 2**30; boards/sim/board.py unwraps them, because the
@@ -37,7 +37,7 @@ OP_RESET = const(0x08)  # no payload, no reply: the MCU resets (machine.reset); 
 OP_PIN = const(0x10)  # payload: pin id, level
 OP_UART_WRITE = const(0x11)  # payload: bytes to send on the optical port
 OP_UART_BAUD = const(0x12)  # payload: u32 baud rate
-OP_RTC_SET = const(0x13)  # payload: u32 seconds since 2000-01-01
+OP_RTC_SET = const(0x13)  # payload: u32 seconds since 2000-01-01 (the MCU RTC; the RTC chips sit on I2C)
 OP_WDT = const(0x14)  # payload: u32: a timeout in ms arms the watchdog, 0 feeds it, 0xFFFFFFFF holds it
 
 REPLY_HEADER = const(17)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from host_tools.sim.ade7953 import NOISE_1S
 from host_tools.sim.console import Console
-from host_tools.sim.server import EPOCH_2000, Server, VirtualHardware
+from host_tools.sim.server import EPOCH_2000, RTC_KINDS, Server, VirtualHardware
 
 DEFAULT_START = "2026-01-05T00:00:00"  # a Monday
 # The heap the VM gets. The unix port is a 64-bit build: object slots are 8 bytes instead of
@@ -78,15 +78,15 @@ class SimBoard:
         heap_kb: int = DEFAULT_HEAP_KB,
         flash: bool = True,
         compile: bool = True,
-        rtc: str = "battery",
+        rtc: str = "ds3231",
         start_time: str | _dt.datetime = DEFAULT_START,
         optical_pacing: bool = False,
         ideal: bool = False,
         stall_timeout: float = 20.0,
         boot: bool = True,
     ) -> None:
-        if rtc not in ("battery", "volatile"):
-            raise ValueError("rtc must be 'battery' or 'volatile'")
+        if rtc not in RTC_KINDS:
+            raise ValueError(f"rtc must be one of {', '.join(repr(k) for k in RTC_KINDS)}")
         if speed < 0:
             raise ValueError("speed must be >= 0")
         self.seed = seed
@@ -94,6 +94,9 @@ class SimBoard:
         self.heap_kb = heap_kb
         self.flash = flash
         self.compile = compile  # flash .mpy, as `meterctl flash --compile` does for a board
+        # the board's time-keeping RTC (boards/sim/README.md): "ds3231" or "pcf8563", a chip on
+        # the I2C bus with a backup cell; "volatile", a plain Pico's own RTC, lost at every
+        # power-up; "battery", the MCU's own RTC kept by a battery
         self.rtc = rtc
         self.start_time = start_time
         self.optical_pacing = optical_pacing
@@ -137,7 +140,9 @@ class SimBoard:
                 self.state_dir,
                 seed=self.seed,
                 rtc_start=saved.get("rtc_offset_s", _rtc_seconds(self.start_time)),
-                rtc_battery=self.rtc == "battery",
+                rtc_battery=self.rtc != "volatile" and saved.get("rtc_battery", True),
+                rtc=self.rtc,
+                rtc_chip_state=saved.get("rtc_chip"),
                 optical_pacing=self.optical_pacing,
                 ade_options=self.ade_options,
             )
@@ -185,7 +190,15 @@ class SimBoard:
     def _save_state(self) -> None:
         if self.state_dir is None or not self.state_dir.exists() or self.hw is None:
             return
-        state = {"rtc_offset_s": self.hw.rtc_seconds()}  # a battery-backed RTC keeps its time
+        hw = self.hw
+        with hw.cv:
+            # the MCU's RTC (a battery-backed one keeps its time) and the RTC chip's registers
+            chip = hw.rtc_chip_state()
+            kept = hw.rtc_seconds()  # a board of another RTC kind from this state dir starts there
+            state = {"rtc_offset_s": hw.mcu_rtc_seconds() if kept is None else kept, "rtc_battery": hw.rtc_battery}
+            if chip is not None:
+                state["rtc_chip"] = chip
+                state["rtc_battery"] = chip["battery"]
         (self.state_dir / "board.json").write_text(json.dumps(state))
 
     # ---- ports ---------------------------------------------------------------------
@@ -238,6 +251,21 @@ class SimBoard:
     @property
     def cf1_pulses(self) -> int:
         return self._hw().ade.cf1_pulses
+
+    def set_rtc_battery(self, present: bool) -> None:
+        """Fit or remove the backup cell of the board's RTC (the chip's; on rtc="battery" the
+        MCU's). Without it, the next power cut stops the clock: the chip then powers up with
+        its power-on time and its lost-time flag set (DS3231 OSF, PCF8563 VL)."""
+        hw = self._hw()
+        with hw.cv:
+            hw.set_rtc_battery(bool(present))
+
+    def rtc_seconds(self) -> int | None:
+        """What the board's time-keeping RTC holds now, seconds since 2000 (None: a chip
+        whose registers hold no date)."""
+        hw = self._hw()
+        with hw.cv:
+            return hw.rtc_seconds()
 
     def virtual_time(self) -> float:
         """Seconds of virtual time since the board was made: the board's start time plus

@@ -2,8 +2,10 @@
 
 The firmware's bus objects (boards/sim/board.py) send ops over a Unix socket; this
 module answers them from the models: the ADE7953 on SPI with its CS, reset and IRQ
-pins, the 24LC EEPROM on I2C, the HT1621 on three GPIOs, the optical UART on a
-pseudo-terminal, the seal plug and the CF1 output.
+pins, the 24LC EEPROM on I2C, the RTC chip (DS3231 or PCF8563, host_tools/sim/rtc.py) on
+the same bus, the HT1621 on three GPIOs, the optical UART on a pseudo-terminal, the seal
+plug and the CF1 output. The MCU's own RTC (machine.RTC on the board) rides in every reply
+header.
 
 Virtual time only moves here: when the firmware sleeps (up to what the board allows:
 the end of `run()`, the real-time pace, or a pending power cut) and by the time each bus
@@ -25,11 +27,17 @@ from host_tools.sim.ade7953 import ADE7953
 from host_tools.sim.eeprom import EEPROM24
 from host_tools.sim.ht1621 import HT1621
 from host_tools.sim.ptys import PacedWriter, Pty
+from host_tools.sim.rtc import MODELS as RTC_MODELS
 from host_tools.sim.source import Source
 
 W = simwire()
 TICKS_MASK = (1 << 30) - 1
 EPOCH_2000 = 946684800
+# What the official rp2 port's RTC reads after a power-up: ports/rp2/main.c starts the
+# always-on timer at timeutils_seconds_since_epoch(2021, 1, 1, 0, 0, 0) before the soft-reset
+# loop (a soft reset keeps the time, a power-up or hard reset restarts it there).
+RP2_POWER_ON_S = 662774400  # 2021-01-01 00:00:00 in seconds since 2000
+RTC_KINDS = ("ds3231", "pcf8563", "volatile", "battery")
 _REPLY = struct.Struct("<HIIIBH")
 
 
@@ -59,6 +67,8 @@ class VirtualHardware:
         rtc_battery: bool,
         optical_pacing: bool,
         ade_options: dict,
+        rtc: str = "battery",
+        rtc_chip_state: dict | None = None,
     ) -> None:
         self.cv = threading.Condition(threading.RLock())
         self.vt_us = 0
@@ -69,6 +79,7 @@ class VirtualHardware:
         self.ade = ADE7953(seed=seed, **ade_options)
         self.eeprom = EEPROM24(str(state_dir / "eeprom.bin"), seed=seed)
         self.eeprom_present = True
+        self.rtc_present = True  # False: the RTC chip does not answer on the bus (a fault)
         self.lcd = HT1621()
         self.optical = Pty()
         self._pacer = PacedWriter(self.optical) if optical_pacing else None
@@ -76,8 +87,21 @@ class VirtualHardware:
         self.optical_tx_log = bytearray()
         self.optical_baud = 9600
         self.seal_inserted = False
-        self.rtc_battery = rtc_battery
-        self.rtc_offset_s = rtc_start  # RTC seconds since 2000 = offset + virtual seconds
+        if rtc not in RTC_KINDS:
+            raise ValueError(f"rtc must be one of {', '.join(RTC_KINDS)}, not {rtc!r}")
+        self.rtc_kind = rtc
+        # the RTC chip on the I2C bus, if the board has one; kept state (board.json) if it
+        # is the same part, else one set at the factory to rtc_start with its cell fitted
+        self.rtc_chip = None
+        if rtc in RTC_MODELS:
+            model = RTC_MODELS[rtc]
+            if rtc_chip_state is not None and rtc_chip_state.get("kind") == rtc:
+                self.rtc_chip = model.from_state(rtc_chip_state)
+            else:
+                self.rtc_chip = model(start_s=rtc_start, battery=rtc_battery)
+        # the MCU's RTC: a battery only on an "battery" board (a chip board's MCU is a plain one)
+        self.rtc_battery = rtc_battery if rtc == "battery" else False
+        self.rtc_offset_s = rtc_start  # MCU RTC seconds since 2000 = offset + virtual seconds
         self.powered = False
         self.cut_at_us: int | None = None
         self.cut_on_write = False
@@ -162,6 +186,8 @@ class VirtualHardware:
         self.mcu_cause = cause
         self.wdt_timeout_us = 0
         self.wdt_held = False
+        if not self.rtc_battery:  # the rp2 port starts its RTC again at every hardware reset
+            self.rtc_offset_s = RP2_POWER_ON_S - self.vt_us // 1_000_000
         self.mcu_resets.append((self.vt_us / 1e6, name))
         self.optical_rx.clear()
         self._reported = (0, 0)
@@ -195,8 +221,37 @@ class VirtualHardware:
             self._rt_anchor = (time.monotonic(), self.vt_us)
             self.cv.notify_all()
 
-    def rtc_seconds(self) -> int:
+    def mcu_rtc_seconds(self) -> int:
+        """The MCU's own RTC (machine.RTC on the board), seconds since 2000."""
         return self.rtc_offset_s + self.vt_us // 1_000_000
+
+    def rtc_seconds(self) -> int | None:
+        """The board's time-keeping RTC now: the chip's time if it has one (None if its
+        registers hold no date), else the MCU's."""
+        if self.rtc_chip is not None:
+            return self.rtc_chip.seconds(self.vt_us / 1e6)
+        return self.mcu_rtc_seconds()
+
+    def set_rtc_battery(self, present: bool) -> None:
+        """Fit or remove the backup cell of the board's time-keeping RTC."""
+        if self.rtc_kind == "volatile":
+            if present:
+                raise ValueError("a volatile RTC (a plain Pico's) has no battery to fit")
+            return
+        if self.rtc_chip is not None:
+            self.rtc_chip.set_battery(present, self.vt_us / 1e6)
+        else:
+            self.rtc_battery = present
+
+    def rtc_chip_state(self) -> dict | None:
+        """The RTC chip's registers and power for board.json, as if the board were unplugged
+        now (the next start finds it on its cell, or lost without one)."""
+        if self.rtc_chip is None:
+            return None
+        now = self.vt_us / 1e6
+        if self.powered:
+            self.rtc_chip.supply(False, now)
+        return self.rtc_chip.state(now)
 
     # ---- inputs --------------------------------------------------------------------
     def _apply_source(self) -> None:
@@ -241,8 +296,10 @@ class VirtualHardware:
         self._apply_source()
         self.ade.power_up()
         self.lcd.power_on()
-        if not self.rtc_battery:
-            self.rtc_offset_s = -(self.vt_us // 1_000_000)  # a volatile RTC restarts at 2000-01-01
+        if not self.rtc_battery:  # the MCU's RTC without a battery restarts as the rp2 port starts it
+            self.rtc_offset_s = RP2_POWER_ON_S - self.vt_us // 1_000_000
+        if self.rtc_chip is not None:
+            self.rtc_chip.supply(True, self.vt_us / 1e6)
         self.optical_rx.clear()
         self._reported = (0, 0)
 
@@ -265,6 +322,8 @@ class VirtualHardware:
         self.sag_on_write = None
         self.wdt_timeout_us = 0
         self.eeprom.power_cut(self.vt_us / 1e6)
+        if self.rtc_chip is not None:
+            self.rtc_chip.supply(False, self.vt_us / 1e6)  # on its cell now, if it has one
         self.ade.power_down()
         self.source.line_live = False
         self._apply_source()
@@ -285,7 +344,7 @@ class VirtualHardware:
                 len(payload),
                 (self.vt_us // 1000) & TICKS_MASK,
                 self.vt_us & TICKS_MASK,
-                self.rtc_seconds() & 0xFFFFFFFF,
+                self.mcu_rtc_seconds() & 0xFFFFFFFF,
                 fl,
                 min(rx, 0xFFFF),
             )
@@ -372,15 +431,19 @@ class VirtualHardware:
         elif pin == W.PIN_ADE_RESET:
             self.ade.set_reset_pin(level)
 
-    def _i2c_target(self, addr: int) -> EEPROM24 | None:
+    def _i2c_target(self, addr: int):
         if self.eeprom_present and addr == 0x50:
             return self.eeprom
+        chip = self.rtc_chip
+        if chip is not None and self.rtc_present and addr == chip.ADDRESS:
+            return chip
         return None
 
     def _i2c_write(self, addr: int, stop: bool, data: bytes) -> bytes:
         dev = self._i2c_target(addr)
+        ee = dev is self.eeprom  # the power-cut and sag hooks below aim at EEPROM page writes
         n = self.cut_after_i2c_bytes
-        if n is not None and dev is not None and stop and len(data) > 2 and n <= len(data):
+        if n is not None and ee and stop and len(data) > 2 and n <= len(data):
             # The supply dies after the n-th byte (memory address bytes count): with fewer than
             # all of them no STOP comes and the part programs nothing; with all of them the
             # write cycle has just started, and the cut tears its page.
@@ -393,13 +456,13 @@ class VirtualHardware:
             return bytes([W.I2C_STATUS_NAK])
         now = self.vt_us / 1e6
         ok = dev.i2c_write(data, stop, now)
-        if ok and stop and len(data) > 2 and self.sag_on_write is not None:
+        if ok and ee and stop and len(data) > 2 and self.sag_on_write is not None:
             skip, hold_us, (lo, hi) = self.sag_on_write  # the sag comes as this page's cycle starts
             if lo <= (data[0] << 8 | data[1]) < hi:
                 self.sag_on_write = (skip - 1, hold_us, (lo, hi)) if skip else None
                 if not skip:
                     self.sag(hold_us)
-        if ok and stop and len(data) > 2 and self.cut_on_write:
+        if ok and ee and stop and len(data) > 2 and self.cut_on_write:
             # cut in the middle of the write cycle that just started
             self.advance_to(self.vt_us + int(dev.write_cycle_s * 1e6 / 2))
             self.cut()

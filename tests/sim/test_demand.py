@@ -2,9 +2,11 @@
 pattern, demand reset and its lock-out, and the outage rules (a 25-hour outage suspends
 demand until the time is set, a 2-hour one does not; a volatile RTC restarts invalid).
 
-The meter keeps running while the tests look at it (billing_rpc.py). The boards get a
-larger heap than the default: the test's main.py is compiled on the board and every call
-is compiled there too, which a meter in the field does not pay for.
+The meter keeps running while the tests look at it (billing_rpc.py). The boards get the
+simulator's default heap: the test's main.py is compiled on the board and every call is
+compiled there too, which a meter in the field does not pay for (220 KB was enough until
+the firmware took its RTC chip's driver on board, issue 15: a load-profile read then found
+no 1280-byte block free late in the first test's day).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import pytest
 from billing_rpc import EV, MeterRPC, secs
 
 from host_tools.sim import SimBoard
+from host_tools.sim.board import DEFAULT_HEAP_KB
 
 pytestmark = pytest.mark.sim_only
 
-HEAP_KB = 220
+HEAP_KB = DEFAULT_HEAP_KB
 VOLTS = 240.0
 DEMAND_SUBINTERVALS = 0x31
 DISPLAY_ITEMS = 0x20
@@ -190,18 +193,20 @@ def test_a_volatile_rtc_restarts_from_the_last_known_time_marked_invalid_until_s
     with SimBoard(tmp_path, seed=8, ideal=True, boot=False, heap_kb=HEAP_KB, rtc="volatile") as board:
         meter = MeterRPC(board)
         board.set_load(VOLTS, 10.0)
-        board.power_on()  # a first boot on a volatile RTC: 2000-01-01, not a time to trust
+        board.power_on()  # a first boot on a volatile RTC: the rp2 port's 2021-01-01, not a time to trust
         now, valid, bits, suspended = meter.get(
             "m.clock_time", "m.billing.clock.valid", "m.status.bits", "m.demand.suspended"
         )
-        assert now < 10 and not valid and bits & CLOCK_ERROR and suspended
+        # ports/rp2/main.c starts the RTC at 2021-01-01 00:00:00 at every power-up
+        assert secs("2021-01-01T00:00:00") <= now < secs("2021-01-01T00:00:10")
+        assert not valid and bits & CLOCK_ERROR and suspended
         meter.call(f"result = m.set_time({secs('2026-03-02T08:00:00')})")
         assert meter.get("m.billing.clock.valid", "m.status.bits & 64", "m.demand.suspended") == (True, 0, False)
         board.run(30 * 60.0)
         down = meter.now()
         board.power_off(sag_ms=10)
         board.run(10 * 60.0)
-        board.power_on()  # the RTC restarted at 2000-01-01: the meter restarts from the last known time
+        board.power_on()  # the RTC restarted at 2021-01-01: the meter restarts from the last known time
         now, valid, bits, suspended, outage = meter.get(
             "m.clock_time", "m.billing.clock.valid", "m.status.bits", "m.demand.suspended", "m.billing.outage_s"
         )

@@ -393,6 +393,35 @@ except MemoryError:
 micropython.heap_unlock()
 print("time|%s|%s" % (result, times.hex()))
 
+# non-fatal errors: the list scrolls on with the alarm sign, each error an item of its own;
+# the clock error's item gives way at once when the error clears; date and time as dashes
+cfg.set(config.DISPLAY_ITEMS, bytes((1, 6, 7)))
+cfg.set(config.SCROLL_S, 1)
+m.status.set(status.CLOCK_ERROR | status.LOW_BATTERY)
+d.boot()  # the list from its first item
+NF = 16
+nonfatal = bytearray(16 * NF)
+cleared_at = -1
+micropython.heap_lock()
+try:
+    for i in range(NF):
+        step = 1000
+        if cleared_at < 0 and i > 6 and d.item == 0x105:  # "Er 005" on, a second time round
+            m.status.clear(status.CLOCK_ERROR)  # a time set while its item is shown
+            step = 10
+            cleared_at = i
+        m.clock.ms = time.ticks_add(m.clock.ms, step)
+        d.tick(m.clock.ms)
+        ram = d.ram
+        for k in range(16):
+            nonfatal[16 * i + k] = ram[k]
+    result = "ok"
+except MemoryError:
+    result = "ALLOC"
+micropython.heap_unlock()
+m.status.clear(status.LOW_BATTERY)
+print("nonfatal|%s|%d|%s" % (result, cleared_at, nonfatal.hex()))
+
 # formats: (delivered Wh, residue, received Wh, residue, digits, decimals, item)
 for case in FORMATS:
     dwh, dres, rwh, rres, digits, decimals, item = case
@@ -492,6 +521,27 @@ def test_no_allocation_per_refresh_in_micropython(mp_run):
     assert all(ann & G.ANN_KWH for _, ann in net)
 
 
+def test_non_fatal_errors_scroll_as_items_of_their_own_without_allocating(mp_run):
+    result, cleared_at, ram = mp_run["nonfatal"][0]
+    assert result == "ok", "a refresh with non-fatal errors allocated under heap_lock()"
+    shown = [G.decode(bytes.fromhex(ram[32 * i : 32 * i + 32])) for i in range(16)]
+    texts = [text if not text.startswith("DE") else "DE" for text, _, _ in shown]
+    c = int(cleared_at)
+    assert c > 6
+    # the list, then the errors in status.NONFATAL's order, one scroll time each
+    cycle = ["DE", "DA------", "TI------", "Er   005", "Er   006"]
+    assert texts[c - 5 : c] == cycle[4:] + cycle[:4]
+    assert all(ann & G.ANN_ALM and ann & G.ANN_BAT for _, _, ann in shown), "alarm and battery signs throughout"
+    dashes = {text: (dots, ann) for text, dots, ann in shown[:c] if "--" in text}
+    assert dashes["DA------"][0] == 0x0A and dashes["TI------"][1] & G.ANN_COL, "the points and colons stay"
+    # the clock error cleared 10 ms into its item's showing: the next item at once, then
+    # the list with a date and a time, and only the battery's error item
+    assert texts[c] == "Er   006"
+    after = texts[c + 1 :]
+    assert "Er   005" not in after and not any("--" in t for t in after)
+    assert after[:3] == ["DE", "DA123126", after[2]] and after[2].startswith("TI")
+
+
 def test_energy_formats_in_micropython(mp_run):
     for (case, expected), (result, ram) in zip(FORMATS, mp_run["fmt"], strict=True):
         assert result == "ok", f"draw() allocated for {case}"
@@ -562,3 +612,34 @@ def _points(mask, value: int = 255) -> list[tuple[int, int]]:
     """The (x, y) of every pixel of an "L" image that equals value."""
     w = mask.width
     return [(i % w, i // w) for i, v in enumerate(mask.tobytes()) if v == value]
+
+
+# --- the error codes: declared once in status.py, documented in the README and display.py ---
+
+
+def _declared_errors() -> set[tuple[int, str, str]]:
+    """(code, ST3 flag, kind) from firmware/status.py's FATAL and NONFATAL (bit, code) pairs."""
+    import ast
+
+    tree = ast.parse((FIRMWARE / "status.py").read_text())
+    out = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and node.targets[0].id in ("FATAL", "NONFATAL"):
+            kind = "fatal" if node.targets[0].id == "FATAL" else "non-fatal"
+            elts = node.value.elts
+            for bit, code in zip(elts[::2], elts[1::2], strict=True):
+                out.add((code.value, bit.id, kind))
+    return out
+
+
+def test_every_error_code_is_documented_as_status_py_declares_it():
+    import re
+
+    declared = _declared_errors()
+    assert {c for c, _, _ in declared} == {1, 2, 3, 4, 5, 6}
+    row = re.compile(r"^\| `Er (\d{3})` \| (\w+) \| ([\w-]+) \|", re.M)
+    readme = {(int(c), flag, kind) for c, flag, kind in row.findall((ROOT / "README.md").read_text())}
+    assert readme == declared, "README's LCD error table"
+    line = re.compile(r"^# (\d)\s+(\w+)\s+(fatal|non-fatal)\b", re.M)
+    comments = {(int(c), flag, kind) for c, flag, kind in line.findall((FIRMWARE / "display.py").read_text())}
+    assert comments == declared, "display.py's comment table"

@@ -211,7 +211,7 @@ def test_the_stopped_firmware_can_still_use_its_board_at_the_repl(sim):
     assert _resume_exec(sim, "m.board.clock.sync(); print(m.board.seal_plug.value())") == "1"
     # a second board at the REPL replaces the first connection instead of hanging
     out = _resume_exec(sim, "import board; b2 = board.make(); print(b2.i2c.scan())")
-    assert out == "[80]"  # the 24LC256 at 0x50 and nothing else
+    assert out == "[80, 104]"  # the 24LC256 at 0x50, and at 0x68 the DS3231: the default RTC chip
 
 
 def test_a_cut_during_an_eeprom_write_cycle_tears_that_page(tmp_path):
