@@ -26,8 +26,12 @@ loop goes back to metering quickly whatever arrives. The rules, in the order the
   arrives at the new rate, any other input means the client stayed behind: back to 9600.
 - 6 s without traffic (or what a Wait asked for) ends the session: defaults again.
 
-The timers run on the board's clock whenever the loop comes round: on every input event
-and at least every poll (meter.POLL_MS), so they fire within a poll of their deadline.
+The timers run on the board's clock whenever the loop comes round: on every input event,
+at least every poll (meter.POLL_MS), and at the instant `deadline()` names: the loop hands
+it to the board's clock (`clock.wait_until(next_poll, wake, link.deadline())`), which
+wakes then, so a timer acts on time. The simulated board also uses it to keep virtual
+time from reaching that instant before a real client on the port could have answered
+(boards/sim/README.md, Time).
 """
 
 import sys
@@ -222,6 +226,31 @@ class Link:
         rx = self._rx
         for i in range(n):
             self._input(rx[i])
+
+    def deadline(self):
+        """The ticks_ms at which the earliest timer that runs on the client's silence fires
+        (a partial packet's character timeout, the echo window, the ACK timeout and its
+        resends, the channel-traffic or Wait timeout while a session is active), or None.
+        Each is the first tick at which feed_available() acts on it. It allocates
+        nothing (ints only; the loop calls it every turn)."""
+        diff = time.ticks_diff
+        add = time.ticks_add
+        d = None
+        if self._n:  # feed_available drops the partial packet once more than 500 ms passed
+            d = add(self._t_byte, _CHAR_TIMEOUT_MS + 1)
+        if self._held:
+            t = add(self._t_sent, self._wire_ms(self._eq_n) + _ECHO_MARGIN_MS + 1)
+            if d is None or diff(t, d) < 0:
+                d = t
+        if self._await:
+            t = self._deadline
+            if d is None or diff(t, d) < 0:
+                d = t
+        if self._active():
+            t = add(self._t_traffic, self._silence_ms)
+            if d is None or diff(t, d) < 0:
+                d = t
+        return d
 
     def _active(self):
         return (

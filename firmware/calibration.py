@@ -103,14 +103,16 @@ def _expected_lsb(p_mw, us):
 
 
 def _sleep_until(m, deadline):
-    """Sleep on the board clock; the meter's idle hook (if any) runs between sleeps."""
+    """Sleep on the board clock; the meter's idle hook (if any) runs between sleeps, and
+    the clock is told when the optical port's next timer is due (the loop does the same)."""
     clock = m.clock
     idle = getattr(m, "cal_idle", None)
     wake = getattr(m, "cal_wake", None)
+    link = getattr(m, "link", None)
     while time.ticks_diff(deadline, clock.ticks_ms()) > 0:
         if idle is not None:
             idle()
-        clock.wait_until(deadline, wake)
+        clock.wait_until(deadline, wake, link.deadline() if link is not None else None)
 
 
 def wait_for_load(m, volts, amps, pf, chans, wait_s=600):

@@ -55,7 +55,9 @@ class Clock:
         """Microsecond tick counter (wrapping; use time.ticks_diff)."""
         return time.ticks_us()
 
-    def wait_until(self, deadline_ms: TicksMs, wake: Callable[[], object] | None = None) -> None:
+    def wait_until(
+        self, deadline_ms: TicksMs, wake: Callable[[], object] | None = None, silence: TicksMs | None = None
+    ) -> None:
         """Return at ``deadline_ms`` (a ticks_ms value) or as soon as ``wake()`` is truthy.
 
         ``wake`` may return a bool or a count (``uart.any`` fits); it is
@@ -65,10 +67,20 @@ class Clock:
         across the tick counter's wrap. Between checks the CPU sleeps 1 ms,
         which lets scheduled pin-IRQ handlers run and caps the extra latency
         at about 1 ms.
+
+        ``silence`` is when the optical port's earliest timer that runs on the
+        client's silence fires (``c1218.Link.deadline()``), or None: the sleep
+        also ends then, so the timer acts on time rather than at the next poll.
+        One already due when the sleep starts is ignored (the loop has just run
+        the timers: ending the sleep at once would only make the loop spin).
+        The simulated board's clock also uses it to hold virtual time for a
+        real client (boards/sim/README.md, Time).
         """
         ticks_ms = time.ticks_ms
         ticks_diff = time.ticks_diff
         sleep_ms = time.sleep_ms
+        if silence is not None and ticks_diff(silence, ticks_ms()) > 0 and ticks_diff(silence, deadline_ms) < 0:
+            deadline_ms = silence
         while True:
             if wake is not None and wake():
                 return

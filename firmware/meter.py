@@ -202,7 +202,7 @@ class Meter:
                 next_poll = time.ticks_add(next_poll, POLL_MS)
                 if time.ticks_diff(clock.ticks_ms(), next_poll) >= 0:
                     next_poll = time.ticks_add(clock.ticks_ms(), POLL_MS)  # fell behind: resync
-            clock.wait_until(next_poll, wake)
+            clock.wait_until(next_poll, wake, self.link.deadline())  # wakes for the port's timers too
         self._stopped()
 
     # ---- supervision ---------------------------------------------------------------------

@@ -27,6 +27,7 @@ _OUT_SIZE = const(2048)
 _IN_SIZE = const(1024)
 _EPOCH_2000_IN_1970 = const(946684800)
 _WIRE_TICKS_MASK = const((1 << 30) - 1)  # the reply header carries ticks modulo 2**30
+_KEEP = object()  # Clock.wait_until without `silence`: the host keeps the deadline it was told
 
 
 class _Link:
@@ -341,8 +342,14 @@ class Clock:
     def ticks_us(self):
         return self._link.us
 
-    def wait_until(self, deadline_ms, wake=None):
-        """Sleep in virtual time; the host ends the sleep early on a new input event."""
+    def wait_until(self, deadline_ms, wake=None, silence=_KEEP):
+        """Sleep in virtual time; the host ends the sleep early on a new input event.
+
+        With `silence` (c1218.Link.deadline(): when the optical port's earliest timer
+        that runs on the client's silence fires, or None for none pending) the host is
+        told that instant: the sleep also ends there, and virtual time does not reach it
+        before a real client could have answered. Without the argument (a driver's short
+        sleep, which does not run the port) the host keeps what it was last told."""
         link = self._link
         if wake is not None and wake():
             return
@@ -350,9 +357,19 @@ class Clock:
         if ms <= 0:
             link.call(W.OP_SYNC, 0)  # still flush posted ops and let bus time count
             return
-        i = link.begin(W.OP_SLEEP, 4)
+        if silence is _KEEP:
+            i = link.begin(W.OP_SLEEP, 4)
+            link.put_u32(i, ms)
+            link.call(W.OP_SLEEP, 4)
+            return
+        i = link.begin(W.OP_SLEEP, 8)
         link.put_u32(i, ms)
-        link.call(W.OP_SLEEP, 4)
+        if silence is None:
+            link.put_u32(i + 4, W.SLEEP_NO_SILENCE)
+        else:
+            s = time.ticks_diff(silence, link.ms)
+            link.put_u32(i + 4, s if s > 0 else 0)
+        link.call(W.OP_SLEEP, 8)
 
     def sync(self):
         self._link.call(W.OP_SYNC, 0)

@@ -26,7 +26,12 @@ except ImportError:  # CPython (the host side)
 
 # Synchronous ops: the host answers each with a reply.
 OP_HELLO = const(0x01)  # payload: firmware banner; reply payload: the last hardware reset (RESET_*)
-OP_SLEEP = const(0x02)  # payload: u32 milliseconds; returns early on a new event
+# OP_SLEEP payload: u32 milliseconds [, u32 ms from now to the firmware's earliest
+# client-silence deadline (c1218.Link.deadline()), SLEEP_NO_SILENCE: none pending]; returns
+# early on a new event or at that deadline. Without the second word the host keeps the
+# deadline it was last told. The host never lets virtual time reach the deadline before a
+# real client could have answered (boards/sim/README.md, Time).
+OP_SLEEP = const(0x02)
 OP_SPI = const(0x03)  # payload: bus id, MOSI bytes; reply payload: MISO bytes
 OP_I2C_WRITE = const(0x04)  # payload: addr, stop, data; reply payload: 1 = ACK, 0 = NAK
 OP_I2C_READ = const(0x05)  # payload: addr, n; reply payload: status byte then n bytes
@@ -41,6 +46,7 @@ OP_RTC_SET = const(0x13)  # payload: u32 seconds since 2000-01-01 (the MCU RTC; 
 OP_WDT = const(0x14)  # payload: u32: a timeout in ms arms the watchdog, 0 feeds it, 0xFFFFFFFF holds it
 
 REPLY_HEADER = const(17)
+SLEEP_NO_SILENCE = const(0xFFFFFFFF)  # OP_SLEEP's second word: no client-silence timer pending
 
 # Reply flags: the input pins' levels as the firmware would read them.
 FLAG_ADE_IRQ = const(0x01)  # ADE7953 IRQ asserted (pin low)

@@ -14,7 +14,10 @@ Ctrl-C, Ctrl-D) and `board.optical_port` (the IR port) are pseudo-terminal paths
 Time: at speed 0 (the default) virtual time moves only inside run(), power_off() and
 power_on(), so a run is deterministic for a given seed; the firmware still answers the
 optical port meanwhile, its protocol timers stopped. At speed > 0 virtual time also
-flows at that multiple of real time between calls (`meterctl sim --speed 1`).
+flows at that multiple of real time between calls (`meterctl sim --speed 1`). At any
+speed virtual time never reaches the meter's next optical-port timeout before a real
+client has been silent that long in real time (boards/sim/README.md, Time): a run()
+over such a timer waits for it.
 """
 
 from __future__ import annotations
@@ -375,7 +378,9 @@ class SimBoard:
         self._hw().set_speed(speed)
 
     def run(self, seconds: float) -> None:
-        """Advance virtual time by `seconds` as fast as the firmware allows."""
+        """Advance virtual time by `seconds` as fast as the firmware allows, and no faster
+        than a client on the optical port: past one of the meter's timeouts of the
+        client's silence only once the client has been silent that long in real time."""
         hw = self._hw()
         if hw.powered:
             # Count from where the firmware sleeps, not from wherever its bus transfers have
@@ -404,7 +409,7 @@ class SimBoard:
             while not done():
                 self._check_alive()
                 hw.cv.wait(0.1)  # the hardware thread notifies on every sleep and power change
-                if hw.vt_us != last_vt or hw.ops != last_ops:
+                if hw.vt_us != last_vt or hw.ops != last_ops or hw.held:  # held: for a client's time
                     last_vt, last_ops, last_change = hw.vt_us, hw.ops, time.monotonic()
                 elif time.monotonic() - last_change > self.stall_timeout:
                     raise SimError(

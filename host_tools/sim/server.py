@@ -11,6 +11,40 @@ Virtual time only moves here: when the firmware sleeps (up to what the board all
 the end of `run()`, the real-time pace, or a pending power cut) and by the time each bus
 transfer takes. Between `run()` calls a board at speed 0 is frozen but still wakes the
 firmware for optical-port bytes, so a host tool can talk to it without timers expiring.
+
+A real client is never outrun (DESIGN.md principle 3). The firmware's sleeps carry the
+instant D (virtual ms) at which its earliest optical-port timer that runs on the client's
+silence fires (c1218.Link.deadline(): a partial packet's 500 ms, the echo window, the 2 s
+ACK timeout and its resends, the 6 s channel timeout or the Wait service's time while a
+session is open); a sleep without it keeps the last one told. The host records the
+virtual and wall-clock time of the optical traffic (the firmware's UART writes, and its
+UART reads that returned bytes). D counts from an origin (v0, wall0) among them, and
+virtual time may not reach D before wall0 + (D - v0) of real time: the client has had,
+in its own time, all the silence the timer allows it. Until then a sleep may take
+virtual time freely up to D - GUARD_US and, beyond that, only at the client's real pace
+(v0 + wall time since wall0). Otherwise time runs as fast as the speed and run() allow,
+at any speed (at speed 0 a run() over D waits in real time), and catches up afterwards
+at speed > 0. The firmware also wakes at D, so the timer acts on time.
+
+The origin (`origin()`) is the traffic seen when the firmware first told D (the traffic
+that started that timer). A D told again keeps it (an unchanged D, or one that comes
+back after an earlier timer fired: the channel timeout after a partial packet was
+dropped), so traffic that did not restart the timer (stray bytes, a dropped packet, the
+meter's NAK) does not move it. That matters once virtual time has run ahead of the
+client: the latest traffic's virtual time is then far past the timer's start, and
+counting from it would expire the timer early in real time. When virtual time has not
+run ahead of real time since that anchor (speed 0 between run() calls, where all
+traffic comes at one virtual instant; or while held), the latest traffic is the origin.
+
+Bus time (`spend()`) is not held back: a burst of transfers between two sleeps (an
+EEPROM save: about 5 ms a page) can carry virtual time past where a sleep was held. The
+guard window (GUARD_US, 250 ms, far more than any burst between two sleeps) and the
+real-time pace inside it keep that from bringing D early: a crossing could only come
+early by the burst (a few ms). Every crossing of a pending D before its real-time
+instant is counted (`early_crossings`, the largest shortfall in `early_max_s`) so a
+benchmark can show there are none. A pending power cut (the supply's hold-up after a
+sag) is not held for a client: the board dies then whatever the port is doing. A power
+cut, a power-up and a new firmware connection forget D and the traffic.
 """
 
 from __future__ import annotations
@@ -32,6 +66,7 @@ from host_tools.sim.source import Source
 
 W = simwire()
 TICKS_MASK = (1 << 30) - 1
+GUARD_US = 250_000  # before a client-silence deadline, virtual time runs at most at real pace
 EPOCH_2000 = 946684800
 # What the official rp2 port's RTC reads after a power-up: ports/rp2/main.c starts the
 # always-on timer at timeutils_seconds_since_epoch(2021, 1, 1, 0, 0, 0) before the soft-reset
@@ -134,6 +169,15 @@ class VirtualHardware:
         self._fault_once = False
         self._pins = {W.PIN_ADE_CS: 1, W.PIN_LCD_CS: 1, W.PIN_LCD_WR: 1, W.PIN_LCD_DATA: 1}
         self._reported = (0, 0)  # (optical bytes, flags) the firmware last saw
+        # a real client is never outrun (module docstring)
+        self.silence_us: int | None = None  # the firmware's earliest client-silence deadline (vt)
+        self.traffic: tuple[int, float] | None = None  # (vt_us, monotonic) of the last optical traffic
+        self.anchor: tuple[int, float] | None = None  # the traffic silence_us counts from
+        self._anchors: dict[int, tuple[int, float]] = {}  # every pending deadline told: its anchor
+        self.held = False  # a sleep is held right now for a client's real time
+        self.holds = 0  # sleeps that were held at least once
+        self.early_crossings = 0  # bus time took vt over a pending deadline before its real time
+        self.early_max_s = 0.0  # the largest such shortfall, in real seconds
         self._apply_source()
 
     # ---- clock ---------------------------------------------------------------------
@@ -157,6 +201,12 @@ class VirtualHardware:
         if self.wdt_armed() and target >= self.wdt_due_us:
             self.advance_to(self.wdt_due_us)
             self.mcu_reset(W.RESET_WATCHDOG, "watchdog")
+        d = self.silence_us
+        if d is not None and self.vt_us < d <= target:
+            opens = self.client_time(d)
+            if opens is not None:  # not held back (module docstring): counted, never expected
+                self.early_crossings += 1
+                self.early_max_s = max(self.early_max_s, opens - time.monotonic())
         self.advance_to(target)
 
     # ---- the MCU's watchdog and resets ---------------------------------------------------
@@ -189,6 +239,7 @@ class VirtualHardware:
         if not self.rtc_battery:  # the rp2 port starts its RTC again at every hardware reset
             self.rtc_offset_s = RP2_POWER_ON_S - self.vt_us // 1_000_000
         self.mcu_resets.append((self.vt_us / 1e6, name))
+        self.forget_client()  # a new firmware: no port timer pending
         self.optical_rx.clear()
         self._reported = (0, 0)
         self.vm_generation += 1  # whatever the old VM waited for ends now
@@ -204,6 +255,65 @@ class VirtualHardware:
             and not self.in_sleep
             and time.monotonic() - self.wdt_last_wall > self.wdt_timeout_us / 1e6
         )
+
+    # ---- a real client is never outrun (module docstring) -----------------------------
+    def on_traffic(self) -> None:
+        self.traffic = (self.vt_us, time.monotonic())
+
+    def forget_client(self) -> None:
+        """A power cut, a power-up, a new firmware: no timer pending, no traffic seen."""
+        self.silence_us = None
+        self.traffic = None
+        self.anchor = None
+        self._anchors.clear()
+
+    def set_silence(self, d: int | None) -> None:
+        """The firmware's earliest client-silence deadline, as a sleep told it (module
+        docstring: which traffic it counts from)."""
+        if d is None:
+            self.silence_us = None
+            self.anchor = None
+            self._anchors.clear()
+            return
+        if d == self.silence_us:
+            return  # the same timer: later traffic (a stray byte, the meter's NAK) did not restart it
+        self.silence_us = d
+        anchor = self._anchors.get(d)
+        if anchor is None:
+            anchor = self.traffic  # a timer just (re)started: by the traffic just seen
+            if anchor is not None:
+                vt = self.vt_us
+                self._anchors = {k: a for k, a in self._anchors.items() if k > vt}
+                self._anchors[d] = anchor
+        self.anchor = anchor
+
+    def origin(self) -> tuple[int, float] | None:
+        """(vt_us, monotonic) the pending deadline counts from: its anchor, or the latest
+        traffic if virtual time has not run ahead of real time since the anchor (at speed 0
+        between run() calls, or while held: then the latest is the client's due)."""
+        a, t = self.anchor, self.traffic
+        if a is None or t is None:
+            return a
+        return t if t[1] - t[0] / 1e6 >= a[1] - a[0] / 1e6 else a
+
+    def client_time(self, d: int) -> float | None:
+        """The monotonic instant before which virtual time may not reach d (the client has
+        not yet had d - v_origin of real silence), or None if it may now."""
+        o = self.origin()
+        if o is None or self.cut_at_us is not None:
+            return None
+        opens = o[1] + (d - o[0]) / 1e6
+        return opens if time.monotonic() < opens else None
+
+    def client_limit(self) -> int | None:
+        """How far a sleep may take virtual time for the client's sake, or None (no bound)."""
+        d = self.silence_us
+        if d is None or self.vt_us >= d or self.client_time(d) is None:
+            return None
+        o = self.origin()
+        assert o is not None
+        paced = o[0] + int((time.monotonic() - o[1]) * 1e6)  # the client's own pace
+        return min(d - 1, max(d - GUARD_US, paced))
 
     def time_limit(self) -> int:
         """How far a sleeping firmware may take virtual time right now."""
@@ -288,6 +398,7 @@ class VirtualHardware:
         self.wdt_timeout_us = 0
         self.wdt_held = False
         self.inject = None
+        self.forget_client()
         self.cut_at_us = None
         self.cut_on_write = False
         self.cut_after_i2c_bytes = None
@@ -321,6 +432,7 @@ class VirtualHardware:
         self.cut_after_i2c_bytes = None
         self.sag_on_write = None
         self.wdt_timeout_us = 0
+        self.forget_client()
         self.eeprom.power_cut(self.vt_us / 1e6)
         if self.rtc_chip is not None:
             self.rtc_chip.supply(False, self.vt_us / 1e6)  # on its cell now, if it has one
@@ -374,6 +486,9 @@ class VirtualHardware:
             self.spend(W.SPI_US_PER_BYTE * (len(p) - 1))
             return self.ade.spi_exchange(p[1:])
         if code == W.OP_SLEEP:
+            if len(p) >= 8:  # the firmware's client-silence deadline, on the ms tick it fires
+                s = int.from_bytes(p[4:8], "little")
+                self.set_silence(None if s == W.SLEEP_NO_SILENCE else (self.vt_us // 1000 + s) * 1000)
             self._sleep(int.from_bytes(p[0:4], "little"), gen)
             return b""
         if code == W.OP_SYNC:
@@ -387,8 +502,11 @@ class VirtualHardware:
             n = min(p[0] | p[1] << 8, len(self.optical_rx))
             data = bytes(self.optical_rx[:n])
             del self.optical_rx[:n]
+            if n:
+                self.on_traffic()
             return data
         if code == W.OP_UART_WRITE:
+            self.on_traffic()
             self.optical_tx_log += p
             if len(self.optical_tx_log) > 65536:
                 del self.optical_tx_log[:-32768]
@@ -485,13 +603,27 @@ class VirtualHardware:
             self.in_sleep = False
 
     def _sleep_until(self, deadline: int, gen: int) -> None:
+        if self.silence_us is not None and self.vt_us < self.silence_us < deadline:
+            deadline = self.silence_us  # the firmware wakes when its port's timer fires
         cv = self.cv
+        held = False
         while True:
             self.poll_optical()
             if self.new_event() or self.vt_us >= deadline:
                 return
             limit = self.time_limit()
-            if limit > self.vt_us:
+            client = self.client_limit()  # None while a power cut is pending: it is not held
+            if client is not None and client < min(deadline, limit):
+                # held for the client: up to where its own time allows, then wait a little
+                self.held = True
+                if not held:
+                    held = True
+                    self.holds += 1
+                if self.wdt_armed() and client >= self.wdt_due_us:
+                    self.advance_to(self.wdt_due_us)
+                    self.mcu_reset(W.RESET_WATCHDOG, "watchdog")
+                self.advance_to(client)
+            elif limit > self.vt_us:
                 target = min(deadline, limit)
                 if self.cut_at_us is not None and target >= self.cut_at_us:
                     self.advance_to(self.cut_at_us)
@@ -504,14 +636,16 @@ class VirtualHardware:
                 continue
             self.sleeping = True
             cv.notify_all()
-            cv.wait(0.002 if self.speed > 0 else 0.02)
+            cv.wait(0.002 if self.speed > 0 or self.held else 0.02)
             self.sleeping = False
+            self.held = False
             if not self.powered or self.closed or self.vm_generation != gen:
                 raise PowerCut()
 
     def vm_gone(self) -> None:
         with self.cv:
             self.vm_generation += 1
+            self.forget_client()
             self.cv.notify_all()
 
     def close(self) -> None:

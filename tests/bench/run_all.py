@@ -2,6 +2,10 @@
 and writes them, with the date and the machine, to tests/bench/RESULTS.md.
 
 Run: .venv/bin/python tests/bench/run_all.py [name ...]   (names: e.g. heap cpu; default all)
+
+`loaded` (issue 15's acceptance: `meterctl demo` and `meterctl calibrate` 10 times each
+while 4 busy processes load the machine) takes the longest: about half an hour on a
+2-core machine, with the machine fully loaded meanwhile; `run_all.py loaded` runs it alone.
 """
 
 from __future__ import annotations
