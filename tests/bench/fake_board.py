@@ -95,11 +95,13 @@ class SPI:
 
 
 class I2C:
-    def __init__(self, mem=None):
-        # the 24LC256's cells: a bytearray here, or memory outside the VM's heap (vm32.py)
+    def __init__(self, mem=None, blank=True):
+        # the 24LC256's cells: a bytearray here, or memory outside the VM's heap (vm32.py);
+        # blank: erased (0xFF), else as given (a reboot's EEPROM)
         self.mem = bytearray(32768) if mem is None else mem
-        for i in range(32768):
-            self.mem[i] = 0xFF
+        if blank:
+            for i in range(32768):
+                self.mem[i] = 0xFF
 
     def writeto(self, addr, buf, stop=True):
         C["i2c"] += 1
@@ -129,11 +131,13 @@ class I2C:
 
 
 class UART:
+    # One request in, one response out: a board's own UART buffers are the port's (on the
+    # ESP32 in the IDF's heap, not MicroPython's), so these stay small.
     def __init__(self):
-        self.rx = bytearray(512)
+        self.rx = bytearray(256)
         self.rx_n = 0
         self.rx_i = 0
-        self.tx = bytearray(2048)
+        self.tx = bytearray(512)
         self.tx_n = 0
 
     def put(self, data):
@@ -212,7 +216,7 @@ class Board:
     v_ratio = 1000
     i_ratio_milli = 707107
 
-    def __init__(self, eeprom=None):
+    def __init__(self, eeprom=None, blank=True):
         self.clock = Clock()
         self.rtc = RTC(self.clock)
         self.ade = Ade(self)
@@ -220,7 +224,7 @@ class Board:
         self.ade_cs = bool  # called as cs(0) / cs(1): a C call, as machine.Pin.__call__ is
         self.ade_reset = Pin(1, self.ade.reset)
         self.ade_spi = SPI(self.ade)
-        self.i2c = I2C(eeprom)
+        self.i2c = I2C(eeprom, blank)
         self.lcd_cs = CPin()
         self.lcd_wr = CPin()
         self.lcd_data = CPin()
