@@ -3,7 +3,7 @@
     meterctl flash --board {pico,esp32,sim} --port PORT [--tool mpremote|ampy] [--compile]
     meterctl read|table|status|events|profile|watch|lcd --port OPTICAL ...   (readout.py)
     meterctl program|set-time|reset-demand|calibrate|seal|unseal --port OPTICAL ... (program.py)
-    meterctl sim [--state DIR] [--speed X] [--volts V --amps A --pf PF --hz F]
+    meterctl sim [--state DIR] [--speed X] [--rtc KIND] [--volts V --amps A --pf PF --hz F]
     meterctl demo
 
 Errors a person can make (a bad argument, a missing port, a wrong password) get one line
@@ -69,7 +69,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with SimBoard(state_dir=args.state, seed=args.seed, speed=args.speed) as board:
+    with SimBoard(state_dir=args.state, seed=args.seed, speed=args.speed, rtc=args.rtc) as board:
         if args.volts is not None:
             board.set_load(args.volts, args.amps or 0.0, pf=args.pf, hz=args.hz)
         info = {
@@ -77,6 +77,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
             "console_port": board.console_port,
             "state_dir": str(board.state_dir),
             "speed": args.speed,
+            "rtc": args.rtc,
         }
         print(json.dumps(info), flush=True)
         stop.wait()  # the console is the user's now: Ctrl-C on it stops main.py, not us
@@ -187,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--speed", type=_positive(float, "--speed", allow_zero=True), default=1.0,
                    help="virtual seconds per real second (0 = frozen between requests; default 1)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--rtc", choices=("ds3231", "pcf8563", "volatile", "battery"), default="ds3231",
+                   help="the clock that keeps the time: an RTC chip with its cell (default ds3231), "
+                   "a plain Pico's volatile RTC, or the MCU's RTC with a battery (boards/sim/README.md)")
     s.add_argument("--volts", type=_positive(float, "--volts", allow_zero=True))
     s.add_argument("--amps", type=float, help="negative = energy received (export)")
     s.add_argument("--pf", type=_pf, default=1.0)
