@@ -31,14 +31,22 @@ from host_tools.sim.console import Console
 from host_tools.sim.server import EPOCH_2000, Server, VirtualHardware
 
 DEFAULT_START = "2026-01-05T00:00:00"  # a Monday
-# The heap the VM gets. The unix port is a 64-bit build: object slots are 8 bytes instead of
-# a board's 4, and every module's bytecode is copied into the heap. Importing the whole
-# firmware (76 KB of .mpy) takes about 153 KB of this heap, and its data about 26 KB more
-# after boot (tests/bench/heap.py, which also shows the VM's interned names adding a pool of
-# 14 KB). Calibration steps (calibration.py, imported for a step and dropped) and the logs'
-# indexes come and go on top, in a heap that importing leaves in small holes: 320 KB leaves
-# them room. What a 32-bit board needs is measured on a 32-bit VM (tests/test_board_heap.py).
-DEFAULT_HEAP_KB = 320
+# The heap the VM gets: as close to a Raspberry Pi Pico's as this VM allows, never kinder.
+# The Pico (official MicroPython v1.28 rp2 image, GC heap 245,888 B) has 135,456 B free after
+# booting this firmware from .mpy files, the largest free block 30.6 KB (../shared/rp2). This
+# VM is a 64-bit build (8-byte object slots, not 4) and, like the Pico with .mpy files, keeps
+# the bytecode in its heap: the same firmware holds 165.5 KB of it after boot where it holds
+# 110.4 KB of the Pico's. Anything allocated later costs here at least the bytes it costs on
+# the Pico (byte buffers the same, objects up to twice), so a VM with no more free bytes after
+# boot than the Pico runs out first. 292 KB leaves 129.9 KB free after boot (96 % of the
+# Pico's: a 5 KB margin for how the two figures were taken; tests/bench/sim_speed.py measures
+# it, boards/sim/README.md has the table, tests/sim/test_simboard.py checks the rule). The
+# largest free block after boot stays kinder than the Pico's, and no heap size near this one
+# changes that: 37 KB after a first boot, 44 KB after a boot from the EEPROM (at every heap
+# from 282 to 296 KB). What a 32-bit board needs is measured on a 32-bit VM
+# (tests/test_board_heap.py).
+DEFAULT_HEAP_KB = 292
+PICO_FREE_AFTER_BOOT = 135_456  # B, gc.mem_free() on the emulated Pico (../shared/rp2/README.md)
 BOOT_SECONDS = 1.0  # virtual time power_on() gives the firmware to bring its chips up
 
 # The simulated board's imperfections: an uncalibrated meter is visibly wrong and, without
