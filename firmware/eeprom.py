@@ -35,6 +35,13 @@ class Aborted(Exception):
     of a long one). The pages written are whole; the record's CRC marks it unfinished."""
 
 
+# The one Aborted, made once: the warning comes when the chip says so, also inside a
+# metering step (run under heap_lock() in tests/sim/test_heap.py), and an exception made at
+# that moment would need the heap. Raising an instance allocates nothing with the heap locked
+# (MicroPython skips the traceback then); unlocked, its traceback keeps one 32-byte buffer.
+_ABORTED = Aborted()
+
+
 class EEPROM:
     """One 24LC-series chip; reads and writes of any length at any address."""
 
@@ -107,7 +114,7 @@ class EEPROM:
     def _stop_if_asked(self):
         """Before each page: raise Aborted if abort() says so."""
         if self.abort is not None and self.abort():
-            raise Aborted()
+            raise _ABORTED
 
     def _write_page(self, mem, data):
         self._i2c.writeto_mem(self.addr, mem, data, addrsize=16)

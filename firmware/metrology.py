@@ -59,7 +59,14 @@ EVENT_CHIP_RESET = const(0x0810)  # C12.19 manufacturer event 16 (STD_VS_MFG_FLA
 _V_START = const(120)  # lowest rated voltage: the starting load must register there too
 _START_DIV = const(5000)  # starting current = full-scale rms / 5000 (0.05 A for 250 A FS, 200 A class)
 _SAG_PERMILLE = const(800)  # sag level: 80 % of the line voltage seen at bring-up
-_SAG_HALF_CYCLES = const(4)
+# SAGCYC: the power-fail warning comes at the end of the first whole half cycle below
+# SAGLVL. Each half cycle more is 10 ms (50 Hz) or 8.3 ms (60 Hz) more hold-up the supply
+# must give, on top of the EEPROM's save, for every outage; with 1 the warning's worst case
+# is 1.7 half cycles (17.0 / 14.2 ms: the failing half cycle may have reached SAGLVL first).
+# What 1 costs: a dip that keeps one whole half cycle under 80 % and then recovers also
+# saves the registers, one delta page of EEPROM wear (firmware/README.md: the wear budget
+# holds hundreds a day); shorter notches never reach a whole half cycle and do not count.
+_SAG_HALF_CYCLES = const(1)
 _SAG_SETTLE_MS = const(50)  # VPEAK over 2.5 cycles at 50 Hz
 _PERIOD_60HZ = const(3728)  # PERIOD at 60 Hz, until the line is measured
 _CF1_SUM_AB = const(9)  # CFMODE CF1SEL: active A + active B, at half rate (datasheet Table 19)

@@ -145,6 +145,7 @@ class Storage:
         self._dbody = memoryview(self._drec)[0 : len(self._drec) - 4]
         self._bcheck = bytearray(len(self._brec))
         self._bpages = self.ee.pages_of(self._brec)
+        self._bchecks = self.ee.pages_of(self._bcheck)
         self._dcheck = bytearray(len(self._drec))
         self._base_vals = [0] * n  # the last base's registers (self._base points here)
         self._xbuf = bytearray(es)
@@ -359,7 +360,7 @@ class Storage:
             addr = REGISTERS_START + (2 * self._pair + copy) * BASE_SLOT
             records.seal(rec, addr, _KIND_BASE, flags, seq, n + es, self._bbody)
             try:
-                checked = records.write_checked(self.ee, addr, rec, self._bcheck, self._bpages)
+                checked = records.write_checked(self.ee, addr, rec, self._bcheck, self._bpages, self._bchecks)
             except eeprom.Aborted:
                 if copy == 0:
                     self._base = prev  # the old pair is untouched: prev (its values) still holds

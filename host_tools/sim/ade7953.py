@@ -44,8 +44,20 @@ Modelling choices where the datasheet is silent or unclear (the reference's [Unc
   cf2_pulses count pulses seen on the pins and survive chip resets.
 - No-load: |code| < 4,862,401 / (1.4 x (65,536 - X_NOLOAD)); sign bits frozen in no-load and
   0 in positive-only/absolute (or antitamper) modes; no-load IRQ bits latch on entry only.
-- Sag: timed in half cycles of the last non-zero line frequency, so a sag to 0 V (no zero
-  crossings) is still detected; latched once per sag, re-armed when the voltage recovers.
+- Sag (section 3.9; the sister parts' datasheets say it outright: the flag is set "at the end
+  of the SAGCYC-th half line cycle for which the line voltage falls below the threshold"): a
+  half cycle counts when its peak abs(V) stays below SAGLVL, and SAG latches at the end of the
+  SAGCYC-th such half cycle in a row. Half cycles are the chip's own waveform's (the V register
+  reads the same phase), and go on at the last non-zero line frequency once the voltage is
+  gone (no zero crossings at 0 V: the chip's half-line-cycle timer keeps running), so a sag to
+  0 V is detected too. So the half cycle in which the line fails counts only if what it
+  reached before the failure stays below SAGLVL: failing to 0 V from a peak pk at phase f
+  (0..1 of a half cycle), it counts when pk x sin(pi x min(f, 1/2)) < SAGLVL, and the flag
+  comes SAGCYC - f half cycles later if it counts, SAGCYC + 1 - f if not: between
+  SAGCYC - a and SAGCYC + 1 - a half cycles, a = asin(SAGLVL / pk) / pi (0.295 for a SAGLVL of
+  80 % of the peak), never at once. Latched once per sag, re-armed when the voltage recovers;
+  the timer's length is fixed when the sag starts (a SAGCYC written during a sag applies to
+  the next one). `next_event_s()` tells a host clock when the flag is due.
 - Line-cycle mode: the half-cycle count runs from the first LINECYC write, so enabling a
   quantity mid-period gives a partial first period. LINECYC = 0: no CYCEND. PFMODE (PF from
   line-cycle energies), REVP, ZX pins, pulse widths, integrator and HPF are not modelled.
@@ -261,6 +273,13 @@ def _code16(v):
     return v & 0xFFFF
 
 
+def _sin_max(a, b):
+    """The largest sin(pi x) for x in [a, b], 0 <= a <= b <= 1: a half cycle's peak share."""
+    if a <= 0.5 <= b:
+        return 1.0
+    return max(math.sin(math.pi * a), math.sin(math.pi * b))
+
+
 def _wrap24(v):
     return ((v + 0x800000) & 0xFFFFFF) - 0x800000
 
@@ -339,12 +358,43 @@ class ADE7953:
             self._irqa |= IRQ_SAG
 
     def raise_sag(self) -> None:
-        """The line is failing: latch SAG now, without waiting SAGCYC half cycles, if the
-        driver configured sag detection (SAGLVL and SAGCYC non-zero), as the chip would."""
+        """Latch SAG now, as the chip does when its detection ends, if the driver configured
+        sag detection (SAGLVL and SAGCYC non-zero): a simulator's hook to place the warning on
+        an instant of its choosing (SimBoard.power_off(sag_at_write=k)), its inputs already
+        failed. The sag in force then counts as detected: no second flag for it."""
+        if not self._ready:
+            return
+        if self._dirty:
+            self._recompute()
         r = self._regs
         if r["SAGLVL"] and r["SAGCYC"]:
-            self.poke_status(sag=True)
+            self._irqa |= IRQ_SAG
             self._sag_armed = False
+
+    def sag_delay_max_s(self) -> float | None:
+        """The longest the chip can take to flag a line that fails to 0 V now, whatever the
+        instant of its cycle (module docstring, Sag): (SAGCYC + 1 - asin(SAGLVL / pk) / pi)
+        half cycles of the line frequency, pk the voltage's peak now. None: sag detection off."""
+        if self._dirty and self._ready:
+            self._recompute()
+        r = self._regs
+        if not (r["SAGLVL"] and r["SAGCYC"]):
+            return None
+        pk = self._pk[0] if self._pk else 0
+        a = math.asin(min(1.0, r["SAGLVL"] / pk)) / math.pi if pk > 0 else 0.5
+        return (r["SAGCYC"] + 1.0 - a) / (2.0 * self._hz_last)
+
+    def next_event_s(self) -> float | None:
+        """Chip time until the next flag the model times by itself (a sag being counted),
+        or None: a host clock that moves in big steps stops there, so the IRQ pin falls on
+        time."""
+        if not self._powered or not self._ready or self._reset_low:
+            return None
+        if self._dirty:
+            self._recompute()
+        if not self._sag_armed:
+            return None
+        return max(0.0, self._sag_delay - self._sag_t)
 
     def _reset(self, delay):
         """Every register to its reset value; the chip answers again after `delay` s."""
@@ -379,6 +429,10 @@ class ADE7953:
         self._sag_cond = False
         self._sag_armed = False
         self._sag_t = 0.0
+        self._sag_delay = 0.0
+        self._vseg = None     # (half cycle, phase 0..1, V peak) when the voltage took its level
+        self._hcpk = (-1, 0.0)   # (half cycle, its peak abs(V) before the present level)
+        self._pk = ()
         self._zx_present = 0
         self._zx_since = [0.0, 0.0, 0.0]
         self._zxto_done = 0
@@ -570,7 +624,7 @@ class ADE7953:
                 self._irqb |= IRQ_OI
         if self._sag_armed:
             self._sag_t += dt
-            if self._sag_t >= self._regs["SAGCYC"] / (2.0 * self._hz_last):
+            if self._sag_t >= self._sag_delay - 1e-9:
                 self._irqa |= IRQ_SAG
                 self._sag_armed = False
             else:
@@ -655,9 +709,20 @@ class ADE7953:
         self._zxto_done &= ~present
         self._zx_present = present
         self._hc_rate = 2.0 * hz if hz > 0 else 0.0
-        # sag
-        cond = bool(r["SAGLVL"] and r["SAGCYC"] and self._pk[0] < r["SAGLVL"])
+        # sag: the peak of the half cycle running now, then the half cycles still to count
+        n, f, pk = self._hc_count, self._hc, self._pk[0]
+        seg = self._vseg
+        if seg is None:
+            self._vseg = (n, f, pk)
+        elif seg[2] != pk:       # the level that ends now reached this much of this half cycle
+            before = self._hcpk[1] if self._hcpk[0] == n else 0.0
+            self._hcpk = (n, max(before, seg[2] * _sin_max(seg[1] if seg[0] == n else 0.0, f)))
+            self._vseg = (n, f, pk)
+        cond = bool(r["SAGLVL"] and r["SAGCYC"] and pk < r["SAGLVL"])
         if cond and not self._sag_cond:
+            counts = (self._hcpk[1] if self._hcpk[0] == n else 0.0) < r["SAGLVL"]
+            halves = 1.0 - f + r["SAGCYC"] - (1 if counts else 0)
+            self._sag_delay = halves / (2.0 * self._hz_last)
             self._sag_t = 0.0
             self._sag_armed = True
         elif not cond:
@@ -788,7 +853,7 @@ class ADE7953:
             return self._period
         if name in ("V", "IA", "IB"):
             vpk, iapk, ibpk, phia, phib, hz = self._wave
-            w = 2.0 * math.pi * hz * self._t
+            w = math.pi * ((self._hc_count & 1) + self._hc)   # the half-cycle grid's phase
             if name == "V":
                 return _code24(vpk * math.sin(w))
             return _code24(iapk * math.sin(w - phia) if name == "IA" else ibpk * math.sin(w - phib))

@@ -5,7 +5,7 @@
         board.set_load(240, 10, pf=1.0)        # 2.4 kW delivered on channel A
         board.run(3600)                        # one hour of virtual time, in well under 1 s
         print(board.lcd_text(), board.true_energy_wh())
-        board.power_off(sag_ms=10)             # sag warning, then 10 ms of hold-up
+        board.power_off(sag_ms=40)             # the line fails; 40 ms of hold-up from then
         board.power_on()
 
 Tools reach it like hardware: `board.console_port` (MicroPython REPL, raw REPL,
@@ -34,14 +34,22 @@ from host_tools.sim.console import Console
 from host_tools.sim.server import EPOCH_2000, RTC_KINDS, Server, VirtualHardware
 
 DEFAULT_START = "2026-01-05T00:00:00"  # a Monday
-# The heap the VM gets. The unix port is a 64-bit build: object slots are 8 bytes instead of
-# a board's 4, and every module's bytecode is copied into the heap. Importing the whole
-# firmware (76 KB of .mpy) takes about 153 KB of this heap, and its data about 26 KB more
-# after boot (tests/bench/heap.py, which also shows the VM's interned names adding a pool of
-# 14 KB). Calibration steps (calibration.py, imported for a step and dropped) and the logs'
-# indexes come and go on top, in a heap that importing leaves in small holes: 320 KB leaves
-# them room. What a 32-bit board needs is measured on a 32-bit VM (tests/test_board_heap.py).
-DEFAULT_HEAP_KB = 320
+# The heap the VM gets: as close to a Raspberry Pi Pico's as this VM allows, never kinder.
+# The Pico (official MicroPython v1.28 rp2 image, GC heap 245,888 B) has 135,456 B free after
+# booting this firmware from .mpy files, the largest free block 30.6 KB (../shared/rp2). This
+# VM is a 64-bit build (8-byte object slots, not 4) and, like the Pico with .mpy files, keeps
+# the bytecode in its heap: the same firmware holds 165.5 KB of it after boot where it holds
+# 110.4 KB of the Pico's. Anything allocated later costs here at least the bytes it costs on
+# the Pico (byte buffers the same, objects up to twice), so a VM with no more free bytes after
+# boot than the Pico runs out first. 292 KB leaves 129.9 KB free after boot (96 % of the
+# Pico's: a 5 KB margin for how the two figures were taken; tests/bench/sim_speed.py measures
+# it, boards/sim/README.md has the table, tests/sim/test_simboard.py checks the rule). The
+# largest free block after boot stays kinder than the Pico's, and no heap size near this one
+# changes that: 37 KB after a first boot, 44 KB after a boot from the EEPROM (at every heap
+# from 282 to 296 KB). What a 32-bit board needs is measured on a 32-bit VM
+# (tests/test_board_heap.py).
+DEFAULT_HEAP_KB = 292
+PICO_FREE_AFTER_BOOT = 135_456  # B, gc.mem_free() on the emulated Pico (../shared/rp2/README.md)
 BOOT_SECONDS = 1.0  # virtual time power_on() gives the firmware to bring its chips up
 
 # The simulated board's imperfections: an uncalibrated meter is visibly wrong and, without
@@ -282,19 +290,28 @@ class SimBoard:
         after_i2c_bytes: int | None = None,
         sag_at_write: int | None = None,
         sag_in: tuple[int, int] = (0, 0x10000),
+        sag_at_read: int | None = None,
     ) -> None:
-        """Cut the power now; or raise the sag warning (the ADE7953 SAG interrupt, if the
-        firmware enabled it) and cut `sag_ms` of virtual time later (the hold-up); or,
-        with during_write, cut in the middle of the next EEPROM write cycle; or, with
-        after_i2c_bytes=n, right after the n-th byte (address bytes included) of the next
-        EEPROM page write (n = its length: just after STOP, tearing the page). With
-        sag_ms too, the cut comes at that byte or at the end of the hold-up, whichever is
-        first. Without sag_ms, during_write and after_i2c_bytes return at once: the cut
-        happens in a later run(). With sag_at_write=k and sag_ms: the sag comes as the
-        write cycle of the k-th EEPROM page write from now starts (k=1: the next one; a
-        record of several pages is several page writes; with sag_in=(lo, hi) only the page
-        writes at addresses lo to hi - 1 count), the cut sag_ms later; returns at once (it
-        happens in a later run())."""
+        """Cut the power now; or, with sag_ms=H, let the line fail now and the supply hold
+        up H ms of virtual time from then: the ADE7953 raises its SAG warning by itself, if
+        the firmware enabled it, once SAGCYC half cycles below SAGLVL have gone by (between
+        SAGCYC - 1 and SAGCYC + 1 half cycles of the line frequency, depending on where in
+        its cycle the line fails: host_tools/sim/ade7953.py, Sag), so H must cover that
+        detection delay as well as the save; or, with during_write, cut in the middle of the
+        next EEPROM write cycle; or, with after_i2c_bytes=n, right after the n-th byte
+        (address bytes included) of the next EEPROM page write (n = its length: just after
+        STOP, tearing the page). With sag_ms too, the cut comes at that byte or at the end
+        of the hold-up, whichever is first. Without sag_ms, during_write and after_i2c_bytes
+        return at once: the cut happens in a later run(). With sag_at_write=k and sag_ms=H:
+        the warning lands as the write cycle of the k-th EEPROM page write from now starts
+        (k=1: the next one; a record of several pages is several page writes; with
+        sag_in=(lo, hi) only the page writes at addresses lo to hi - 1 count), the line
+        having failed one worst-case detection delay D before (ADE7953.sag_delay_max_s());
+        H still counts from that failure, so the cut comes H - D after the warning (the line
+        carries its load up to the warning: that energy must be saved too); returns at
+        once (it happens in a later run()). sag_at_read=k does the same as the k-th EEPROM
+        read from now starts (a record's read-back, a page at a time; with sag_in, only the
+        reads from addresses lo to hi - 1 count)."""
         hw = self._hw()
         with hw.cv:
             if not hw.powered:
@@ -303,6 +320,11 @@ class SimBoard:
                 if sag_ms is None or sag_at_write < 1:
                     raise ValueError("sag_at_write needs sag_ms and counts from 1")
                 hw.sag_on_write = (sag_at_write - 1, int(sag_ms * 1000), sag_in)
+                return
+            if sag_at_read is not None:
+                if sag_ms is None or sag_at_read < 1:
+                    raise ValueError("sag_at_read needs sag_ms and counts from 1")
+                hw.sag_on_read = (sag_at_read - 1, int(sag_ms * 1000), sag_in)
                 return
             if after_i2c_bytes is not None:
                 hw.cut_after_i2c_bytes = after_i2c_bytes

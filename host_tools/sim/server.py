@@ -49,6 +49,7 @@ cut, a power-up and a new firmware connection forget D and the traffic.
 
 from __future__ import annotations
 
+import math
 import socket
 import struct
 import threading
@@ -143,6 +144,7 @@ class VirtualHardware:
         self.cut_after_i2c_bytes: int | None = None  # cut the next EEPROM write after this many bytes
         # (page writes to let by, hold-up us, (lo, hi): only page writes at lo <= address < hi count)
         self.sag_on_write: tuple[int, int, tuple[int, int]] | None = None
+        self.sag_on_read: tuple[int, int, tuple[int, int]] | None = None  # the same for reads
         self.on_cut: Callable[[], None] | None = None
         self.sleeping = False
         self.closed = False
@@ -403,6 +405,7 @@ class VirtualHardware:
         self.cut_on_write = False
         self.cut_after_i2c_bytes = None
         self.sag_on_write = None
+        self.sag_on_read = None
         self.source.line_live = True
         self._apply_source()
         self.ade.power_up()
@@ -415,12 +418,34 @@ class VirtualHardware:
         self._reported = (0, 0)
 
     def sag(self, hold_up_us: int) -> None:
-        """The line fails now: the ADE7953 raises SAG (if enabled), the supply holds up
-        hold_up_us, then the power is cut."""
+        """The line fails now: the supply holds up hold_up_us from now, then the power is
+        cut. The ADE7953 sees its voltage gone and raises SAG by itself (if the firmware
+        enabled it) after its detection delay: SAGCYC half cycles below SAGLVL."""
         self.source.line_live = False
         self._apply_source()
-        self.ade.raise_sag()
         self.cut_at_us = self.vt_us + hold_up_us
+
+    def sag_now(self, hold_up_us: int) -> None:
+        """The SAG warning lands now (as a write cycle starts: power_off(sag_at_write=k)):
+        the line failed one worst-case detection delay D ago, and the supply holds up
+        hold_up_us from that failure, so the cut comes hold_up_us - D from now (at once if
+        that is not positive: the supply died before the chip could warn). The line stops
+        now (what it carried meanwhile is metered and must be saved too: no kinder)."""
+        d = self.ade.sag_delay_max_s()
+        self.source.line_live = False
+        self._apply_source()
+        if d is None:  # no detection configured: no warning, the line fails now
+            self.cut_at_us = self.vt_us + hold_up_us
+            return
+        self.ade.raise_sag()
+        self.cut_at_us = self.vt_us + max(0, hold_up_us - round(d * 1e6))
+
+    def _chip_event_us(self) -> int | None:
+        """Virtual time of the chip's next self-timed flag (a sag being counted), or None."""
+        if not self.powered:
+            return None
+        s = self.ade.next_event_s()
+        return None if s is None else self.vt_us + max(1, math.ceil(s * 1e6))
 
     def cut(self) -> None:
         """Power is gone now: the EEPROM tears a page in flight, the VM dies."""
@@ -433,6 +458,7 @@ class VirtualHardware:
         self.sag_on_write = None
         self.wdt_timeout_us = 0
         self.forget_client()
+        self.sag_on_read = None
         self.eeprom.power_cut(self.vt_us / 1e6)
         if self.rtc_chip is not None:
             self.rtc_chip.supply(False, self.vt_us / 1e6)  # on its cell now, if it has one
@@ -579,7 +605,7 @@ class VirtualHardware:
             if lo <= (data[0] << 8 | data[1]) < hi:
                 self.sag_on_write = (skip - 1, hold_us, (lo, hi)) if skip else None
                 if not skip:
-                    self.sag(hold_us)
+                    self.sag_now(hold_us)
         if ok and ee and stop and len(data) > 2 and self.cut_on_write:
             # cut in the middle of the write cycle that just started
             self.advance_to(self.vt_us + int(dev.write_cycle_s * 1e6 / 2))
@@ -588,8 +614,14 @@ class VirtualHardware:
         return bytes([W.I2C_STATUS_ACK if ok else W.I2C_STATUS_NAK])
 
     def _i2c_read(self, addr: int, n: int) -> bytes:
-        self.spend(W.I2C_US_OVERHEAD + W.I2C_US_PER_BYTE * (n + 1))
         dev = self._i2c_target(addr)
+        if self.sag_on_read is not None and dev is self.eeprom and n:
+            skip, hold_us, (lo, hi) = self.sag_on_read  # the warning comes as this read starts
+            if lo <= dev.pointer < hi:
+                self.sag_on_read = (skip - 1, hold_us, (lo, hi)) if skip else None
+                if not skip:
+                    self.sag_now(hold_us)
+        self.spend(W.I2C_US_OVERHEAD + W.I2C_US_PER_BYTE * (n + 1))
         data = dev.i2c_read(n, self.vt_us / 1e6) if dev is not None else None
         if data is None:
             return bytes([W.I2C_STATUS_NAK])
@@ -619,12 +651,18 @@ class VirtualHardware:
                 if not held:
                     held = True
                     self.holds += 1
+                event = self._chip_event_us()  # a sag counted meanwhile still lands on time
+                if event is not None and event < client:
+                    client = event
                 if self.wdt_armed() and client >= self.wdt_due_us:
                     self.advance_to(self.wdt_due_us)
                     self.mcu_reset(W.RESET_WATCHDOG, "watchdog")
                 self.advance_to(client)
             elif limit > self.vt_us:
                 target = min(deadline, limit)
+                event = self._chip_event_us()  # the IRQ pin falls on time, not at the step's end
+                if event is not None and event < target:
+                    target = event
                 if self.cut_at_us is not None and target >= self.cut_at_us:
                     self.advance_to(self.cut_at_us)
                     self.cut()

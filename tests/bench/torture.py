@@ -1,18 +1,21 @@
 """Benchmark: power-cut torture of the register storage on the simulated board.
 
-Cuts the power again and again while the real firmware meters a load: at random
-instants (of the boot too), right after every byte of a register-record write (the memory address bytes
-included; after the last one the write cycle has started and the cut tears the page), in
-the middle of a write cycle, and after the sag warning (ADE7953 SAG) with a 10 ms hold-up,
-or raised just as one of the next page writes starts its cycle (13 ms of hold-up: that
-cycle, then the warning's own; and 10 ms, too little for both), or with the warning's own
-save cut short at every byte. After each cut the EEPROM image
-is decoded on the host (tests/sim/test_storage_image.py) and judged against the source's
-exact energy: a valid record, never backwards, never more than the truth, and the energy
-lost by this cut within the bound (zero after a sag warning with that hold-up; with 10 ms
-and a write cycle in flight, the energy since the poll that started it, under 0.1 s; the
-save threshold plus one poll without). Every `check_every` cuts the firmware itself is
-asked, over the console, what it restored.
+Cuts the power again and again while the real firmware meters a load, at 60 Hz and 50 Hz
+in turn: at random instants (of the boot too), right after every byte of a register-record
+write (the memory address bytes included; after the last one the write cycle has started
+and the cut tears the page), in the middle of a write cycle, and after the line fails with
+the sag warning (ADE7953 SAG, raised by the chip after its detection delay): at a random
+instant, with the warning landing just as one of the next page writes starts its cycle or
+as one of the next page reads starts (the line having failed one worst-case detection delay
+before), each with the hold-up from the line failing that covers the detection, a write
+cycle in flight and the warning's own (tests/sim/holdup.py); with one write cycle less,
+too little for both; or with the warning's own save cut short at every byte. After each cut
+the EEPROM image is decoded on the host (tests/sim/test_storage_image.py) and judged against
+the source's exact energy: a valid record, never backwards, never more than the truth, and
+the energy lost by this cut within the bound (zero after a sag warning with that hold-up;
+with a write cycle less and a write cycle in flight, the energy since the poll that started
+it, under 0.1 s; the save threshold plus one poll without). Every `check_every` cuts the
+firmware itself is asked, over the console, what it restored.
 
     .venv/bin/python tests/bench/torture.py [cuts=10000] [seed=1] [workers=CPUs, at least 2]
 
@@ -33,13 +36,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "sim"))
 
+import holdup  # noqa: E402
 import test_storage_image as image  # noqa: E402
 
 from host_tools.sim import SimBoard  # noqa: E402
 from host_tools.sim.board import DEFAULT_HEAP_KB  # noqa: E402
 
 VOLTS = 240.0
-HOLD_UP_MS = 10.0
+LINE_HZ = (60.0, 50.0)  # cut i meters at LINE_HZ[(i // 2) % 2]: both directions at both
 BOOT_S = 0.5  # the firmware restores and brings its chips up with no load applied
 RECORD_WRITE_BYTES = 2 + image.delta_size()  # memory address + a delta record (one page), at most
 POLL_S = 1.0
@@ -50,17 +54,25 @@ HEAP_KB = DEFAULT_HEAP_KB
 # scenario, weight
 PLAN = (
     ("instant", 2),  # no warning, a random instant (anywhere: sleeping, polling, writing)
-    ("sag", 3),  # the warning, 10 ms of hold-up, at a random instant
+    ("sag", 3),  # the line fails at a random instant; the hold-up for every instant
     ("byte", 3),  # no warning, after byte n of the next register write (n = 0 .. all)
-    ("sag-byte", 2),  # the warning, and its own save cut after byte n
-    ("sag-write", 2),  # the warning as the k-th next page write starts its cycle; 13 ms of hold-up
-    ("sag-write-10", 1),  # the same with 10 ms: the warning's own delta is cut short
+    ("sag-byte", 2),  # the line fails, and the warning's own save is cut after byte n
+    ("sag-write", 2),  # the warning as the k-th next page write starts its cycle; the same hold-up
+    ("sag-read", 1),  # the warning as the k-th next page read starts (a read-back); the same
+    ("sag-write-short", 1),  # as sag-write with a write cycle less: the warning's own delta is cut short
     ("mid-cycle", 1),  # no warning, halfway through the next write cycle
     ("boot", 1),  # no warning, a random instant of the boot (restore, chip start, repairs)
 )
-WARNED = ("sag", "sag-write")  # scenarios where the hold-up covers the save: zero loss
-HOLD_UP_IN_CYCLE_MS = 13.0  # a write cycle in flight, then the warning's own (firmware/README.md)
-# With 10 ms and a cycle in flight, the registers as of the poll that started it stand: every
+WARNED = ("sag", "sag-write", "sag-read")  # scenarios where the hold-up covers the save: zero loss
+
+
+def hold_up_ms(hz: float, scenario: str = "sag") -> float:
+    """From the line failing: the worst detection at hz, a write cycle in flight and the
+    warning's own (holdup.py); one write cycle less for sag-write-short."""
+    return holdup.hold_up_ms(hz, cycles=1 if scenario == "sag-write-short" else 2)
+
+
+# With a write cycle less and a cycle in flight, the registers as of the poll that started it stand: every
 # record written from a poll has the registers of that poll on the chip before it
 # (storage.registers_first, and a delta before a base). A poll's writes take well under 0.1 s.
 SINCE_POLL_S = 0.1
@@ -72,8 +84,8 @@ class Stats:
     survived: int = 0
     failures: list[str] = field(default_factory=list)
     max_loss_warned_wh: float = 0.0
-    max_loss_in_cycle_10ms_wh: float = 0.0
-    max_loss_in_cycle_10ms_s: float = 0.0  # the same as seconds of the load's energy
+    max_loss_short_wh: float = 0.0
+    max_loss_short_s: float = 0.0  # the same as seconds of the load's energy
     max_loss_unwarned_wh: float = 0.0
     max_loss_share_of_bound: float = 0.0
     by_scenario: dict[str, int] = field(default_factory=dict)
@@ -87,8 +99,8 @@ class Stats:
         self.survived += other.survived
         self.failures += other.failures
         self.max_loss_warned_wh = max(self.max_loss_warned_wh, other.max_loss_warned_wh)
-        self.max_loss_in_cycle_10ms_wh = max(self.max_loss_in_cycle_10ms_wh, other.max_loss_in_cycle_10ms_wh)
-        self.max_loss_in_cycle_10ms_s = max(self.max_loss_in_cycle_10ms_s, other.max_loss_in_cycle_10ms_s)
+        self.max_loss_short_wh = max(self.max_loss_short_wh, other.max_loss_short_wh)
+        self.max_loss_short_s = max(self.max_loss_short_s, other.max_loss_short_s)
         self.max_loss_unwarned_wh = max(self.max_loss_unwarned_wh, other.max_loss_unwarned_wh)
         self.max_loss_share_of_bound = max(self.max_loss_share_of_bound, other.max_loss_share_of_bound)
         for k, v in other.by_scenario.items():
@@ -135,9 +147,9 @@ class Torture:
         self._scenarios = [name for name, _ in PLAN]
         self._weights = weights
 
-    def _power_on(self) -> None:
+    def _power_on(self, hz: float = LINE_HZ[0]) -> None:
         b = self.board
-        b.set_load(VOLTS, 0.0)
+        b.set_load(VOLTS, 0.0, hz=hz)
         b.power_on(boot_seconds=BOOT_S)
 
     def start(self) -> None:
@@ -147,7 +159,7 @@ class Torture:
         self.board.run(1.0)
         self.board.set_load(VOLTS, 1.0)
         self.board.run(61.0)
-        self.board.power_off(sag_ms=HOLD_UP_MS)
+        self.board.power_off(sag_ms=hold_up_ms(LINE_HZ[0]))
         img = self.board.hw.eeprom.dump()
         self.prev = (image.newest_registers(img), self.board.true_energy_wh())
         if self.prev[0] is None or not image.deltas(img):
@@ -162,8 +174,9 @@ class Torture:
         torn_before = len(b.hw.eeprom.torn_pages)
         scenario = rng.choices(self._scenarios, self._weights)[0]
         hw = b.hw
+        hz = LINE_HZ[(i // 2) % 2]
         if scenario == "boot":
-            b.set_load(VOLTS, 0.0)
+            b.set_load(VOLTS, 0.0, hz=hz)
             b.power_on(boot_seconds=0)
             with hw.cv:
                 hw.cut_at_us = hw.vt_us + int(rng.uniform(0.0, 0.3) * 1e6)
@@ -174,14 +187,14 @@ class Torture:
                 b.power_off()
             self._judge(i, scenario, 0.0)
             return
-        self._power_on()
+        self._power_on(hz)
         sign = 1 if i % 2 else -1  # both directions, alternately
-        if scenario in ("byte", "sag-byte", "sag-write", "sag-write-10"):
+        if scenario in ("byte", "sag-byte", "sag-write", "sag-read", "sag-write-short"):
             amps = rng.uniform(120.0, 250.0)  # a save comes within the run below
         else:
             amps = rng.uniform(2.0, 250.0)
         watts = VOLTS * amps
-        b.set_load(VOLTS, sign * amps)
+        b.set_load(VOLTS, sign * amps, hz=hz)
         if scenario == "instant":
             t = rng.uniform(0.0, 75.0)
             with hw.cv:
@@ -190,15 +203,17 @@ class Torture:
             b.run(t + 1.0)
         elif scenario == "sag":
             b.run(rng.uniform(0.5, 75.0))
-            b.power_off(sag_ms=HOLD_UP_MS)
+            b.power_off(sag_ms=hold_up_ms(hz))
         elif scenario == "byte":
             n = self.byte_n["byte"] % (self.write_bytes + 1)
             self.byte_n["byte"] += 1
             b.power_off(after_i2c_bytes=n)
             b.run(70.0)
-        elif scenario in ("sag-write", "sag-write-10"):
-            hold_up = HOLD_UP_IN_CYCLE_MS if scenario == "sag-write" else HOLD_UP_MS
-            b.power_off(sag_ms=hold_up, sag_at_write=rng.randint(1, 2))
+        elif scenario in ("sag-write", "sag-write-short"):
+            b.power_off(sag_ms=hold_up_ms(hz, scenario), sag_at_write=rng.randint(1, 2))
+            b.run(150.0)
+        elif scenario == "sag-read":
+            b.power_off(sag_ms=hold_up_ms(hz), sag_at_read=rng.randint(1, 2))
             b.run(150.0)
         elif scenario == "sag-byte":
             n = self.byte_n["sag-byte"] % (self.write_bytes + 1)
@@ -237,9 +252,9 @@ class Torture:
                 zero = ZERO_WH + ZERO_REL * flowed
                 if loss < -zero:
                     bad.append(f"{d} counted {-loss:.4f} Wh more than flowed ({flowed:.4f} Wh)")
-                if scenario == "sag-write-10":
-                    st.max_loss_in_cycle_10ms_wh = max(st.max_loss_in_cycle_10ms_wh, loss)
-                    st.max_loss_in_cycle_10ms_s = max(st.max_loss_in_cycle_10ms_s, loss * 3600 / watts)
+                if scenario == "sag-write-short":
+                    st.max_loss_short_wh = max(st.max_loss_short_wh, loss)
+                    st.max_loss_short_s = max(st.max_loss_short_s, loss * 3600 / watts)
                     bound = watts * SINCE_POLL_S / 3600 + zero
                     if loss > bound:
                         bad.append(f"{d}: {loss:.4f} Wh lost, over {SINCE_POLL_S} s of energy ({bound:.4f} Wh)")
@@ -312,10 +327,12 @@ def report(st: Stats, save_wh: float) -> str:
         "  by scenario: " + ", ".join(f"{k} {v}" for k, v in sorted(st.by_scenario.items())),
         f"  EEPROM pages torn by the cuts: {st.torn_pages:,}; firmware restores checked over the console: "
         f"{st.firmware_checks}",
-        f"  max energy lost per cut with the sag warning (10 ms of hold-up; {HOLD_UP_IN_CYCLE_MS:.0f} ms when it comes"
-        f" as a write cycle starts): {st.max_loss_warned_wh * 1000:.3f} mWh",
-        f"  max energy lost per cut with the warning as a write cycle starts and 10 ms of hold-up: "
-        f"{st.max_loss_in_cycle_10ms_wh * 1000:.1f} mWh, at most {st.max_loss_in_cycle_10ms_s * 1000:.1f} ms of the "
+        f"  max energy lost per cut with the sag warning (hold-up from the line failing: "
+        f"{hold_up_ms(60.0):.1f} ms at 60 Hz, {hold_up_ms(50.0):.1f} ms at 50 Hz): "
+        f"{st.max_loss_warned_wh * 1000:.3f} mWh",
+        f"  max energy lost per cut with the warning as a write cycle starts and a write cycle less "
+        f"({hold_up_ms(60.0, 'sag-write-short'):.1f} / {hold_up_ms(50.0, 'sag-write-short'):.1f} ms): "
+        f"{st.max_loss_short_wh * 1000:.1f} mWh, at most {st.max_loss_short_s * 1000:.1f} ms of the "
         f"load's energy (bound: {SINCE_POLL_S * 1000:.0f} ms)",
         f"  max energy lost per cut without warning: {st.max_loss_unwarned_wh:.1f} Wh "
         f"(bound: {save_wh:.0f} Wh or 60 s of energy, + a poll; worst share of the bound used: "

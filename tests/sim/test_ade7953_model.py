@@ -742,29 +742,180 @@ def test_sag_flag_when_the_voltage_drops(chip: ADE7953) -> None:
     chip.advance(0.2)
     assert not chip.peek(REG["IRQSTATA"]) & m.IRQ_SAG
     load(chip, v=0.3, hz=50.0)
-    chip.advance(0.03)
+    chip.advance(0.03)                                      # 3 half cycles at most
     assert not chip.irq_asserted
-    chip.advance(0.02)
+    chip.advance(0.02)                                      # 5 at least
     assert chip.peek(REG["IRQSTATA"]) & m.IRQ_SAG and chip.irq_asserted
+    spi_read(chip, REG["RSTIRQSTATA"])
+    chip.advance(0.5)
+    assert not chip.peek(REG["IRQSTATA"]) & m.IRQ_SAG, "one flag per sag"
     load(chip, v=0.5)
     chip.advance(0.01)
-    spi_read(chip, REG["RSTIRQSTATA"])
     load(chip, v=0.0)                                       # the line fails: no zero crossings
-    chip.raise_sag()                                        # the simulator does not wait
-    assert chip.peek(REG["IRQSTATA"]) & m.IRQ_SAG
+    chip.advance(0.03)
+    assert not chip.peek(REG["IRQSTATA"]) & m.IRQ_SAG, "never at once"
+    chip.advance(0.02)
+    assert chip.peek(REG["IRQSTATA"]) & m.IRQ_SAG, "a sag to 0 V is timed on the last frequency"
     spi_write(chip, REG["SAGCYC"], 0)                       # 0 disables detection
     spi_read(chip, REG["RSTIRQSTATA"])
     load(chip, v=0.5)
     chip.advance(0.01)
     load(chip, v=0.0)
-    chip.raise_sag()
     chip.advance(1.0)
     assert not chip.peek(REG["IRQSTATA"]) & m.IRQ_SAG
-    spi_write(chip, REG["SAGCYC"], 2)                       # a sag to 0 V is seen by itself too
+    assert chip.sag_delay_max_s() is None and chip.next_event_s() is None
+    spi_write(chip, REG["SAGCYC"], 2)                       # enabled during a sag to 0 V: it counts
     chip.advance(0.005)
     assert not chip.peek(REG["IRQSTATA"]) & m.IRQ_SAG
     chip.advance(0.02)
     assert chip.peek(REG["IRQSTATA"]) & m.IRQ_SAG
+
+
+# The rule (reference section 3.9, and the sister parts' datasheets: the flag is set "at the end
+# of the SAGCYC-th half line cycle for which the line voltage falls below the threshold"): a
+# half cycle counts when its peak abs(V) stays below SAGLVL. A line that fails to 0 V at phase
+# f of a half cycle (0 at its zero crossing) has reached pk x sin(pi x min(f, 1/2)) in it: with
+# SAGLVL = 0.8 pk that half cycle counts for f < asin(0.8) / pi = 0.29517 (by hand:
+# asin(0.8) = 0.92730 rad). Then the flag comes at the end of the SAGCYC-th counted half cycle:
+# SAGCYC - f half cycles after the failure if the failing one counts, SAGCYC + 1 - f if not.
+ASIN_08 = 0.92730 / math.pi                                 # 0.29517
+
+
+def _at_phase(chip: ADE7953, hz: float, f: float) -> None:
+    """Advance to phase f of a half cycle of the chip's own waveform (the V register), as a
+    scope on V would: find a zero crossing in 10 us steps, then wait f half cycles."""
+    s0 = s24(chip.peek(REG["V"]))
+    while True:
+        chip.advance(10e-6)
+        s1 = s24(chip.peek(REG["V"]))
+        if (s0 < 0) != (s1 < 0):
+            break
+        s0 = s1
+    chip.advance(f / (2 * hz))
+
+
+def _detection_ms(chip: ADE7953) -> float:
+    """Fail the line now; the ms until SAG latches, in 10 us steps."""
+    load(chip, v=0.0, hz=chip._inputs[5])
+    t = 0.0
+    while not chip.peek(REG["IRQSTATA"]) & m.IRQ_SAG:
+        chip.advance(10e-6)
+        t += 10e-6
+        assert t < 1.0, "no SAG within 1 s"
+    return t * 1000
+
+
+@pytest.mark.parametrize("hz", [50.0, 60.0])
+@pytest.mark.parametrize("sagcyc", [1, 2, 4])
+@pytest.mark.parametrize("f, counts", [(0.02, True), (0.2, True), (0.28, True), (0.31, False),
+                                       (0.5, False), (0.75, False), (0.98, False)])
+def test_sag_comes_after_sagcyc_half_cycles_below_saglvl(hz: float, sagcyc: int, f: float,
+                                                        counts: bool) -> None:
+    chip = bring_up(ADE7953())
+    load(chip, v=0.5, hz=hz)
+    chip.advance(0.1)
+    spi_write(chip, REG["SAGLVL"], round(spi_read(chip, REG["VPEAK"]) * 0.8))
+    spi_write(chip, REG["SAGCYC"], sagcyc)
+    spi_write(chip, REG["IRQENA"], m.IRQ_SAG)
+    spi_read(chip, REG["RSTIRQSTATA"])
+    _at_phase(chip, hz, f)
+    assert counts == (f < ASIN_08)
+    half_ms = 1000 / (2 * hz)                               # 10 ms at 50 Hz, 8.333 ms at 60 Hz
+    worst = (sagcyc + 1 - ASIN_08) * half_ms
+    assert chip.sag_delay_max_s() * 1000 == pytest.approx(worst, abs=0.01)
+    got = _detection_ms(chip)
+    want = (sagcyc - f if counts else sagcyc + 1 - f) * half_ms
+    assert got == pytest.approx(want, abs=0.05)             # the 10 us steps, twice
+    assert (sagcyc - ASIN_08) * half_ms - 0.05 < got <= worst + 0.05
+    assert chip.irq_asserted
+
+
+def test_sag_detection_delay_bounds_by_hand_at_the_firmware_setting() -> None:
+    """The hand figures that size the hold-up (README): SAGLVL at 80 % of the peak."""
+    for hz, sagcyc, worst_ms in ((50.0, 1, 17.048), (60.0, 1, 14.207), (50.0, 4, 47.048),
+                                 (60.0, 4, 39.207)):
+        chip = bring_up(ADE7953())
+        load(chip, v=0.5, hz=hz)
+        chip.advance(0.1)
+        spi_write(chip, REG["SAGLVL"], round(spi_read(chip, REG["VPEAK"]) * 0.8))
+        spi_write(chip, REG["SAGCYC"], sagcyc)
+        assert chip.sag_delay_max_s() * 1000 == pytest.approx(worst_ms, abs=0.005)
+        # the worst case is a failure just past the point where the half cycle reached SAGLVL
+        _at_phase(chip, hz, ASIN_08 + 0.001)
+        assert _detection_ms(chip) == pytest.approx(worst_ms - 0.001 * 500 / hz, abs=0.05)
+
+
+def test_a_dip_counts_only_for_whole_half_cycles_below_saglvl() -> None:
+    chip = bring_up(ADE7953())
+    load(chip, v=0.5, hz=50.0)
+    chip.advance(0.1)
+    spi_write(chip, REG["SAGLVL"], round(spi_read(chip, REG["VPEAK"]) * 0.8))
+    spi_write(chip, REG["SAGCYC"], 1)
+    spi_write(chip, REG["IRQENA"], m.IRQ_SAG)
+    spi_read(chip, REG["RSTIRQSTATA"])
+    # 0.9 of a half cycle at 0 V from the peak on: it spans two half cycles, each of which
+    # reached the full peak before or after it, so none counts
+    _at_phase(chip, 50.0, 0.5)
+    load(chip, v=0.0)
+    chip.advance(0.009)
+    load(chip, v=0.5)
+    chip.advance(0.05)
+    assert not chip.peek(REG["IRQSTATA"]) & m.IRQ_SAG
+    # one whole half cycle at 0 V, zero crossing to zero crossing: SAGCYC = 1 flags it there
+    _at_phase(chip, 50.0, 0.0)
+    load(chip, v=0.0)
+    chip.advance(0.0099)
+    assert not chip.peek(REG["IRQSTATA"]) & m.IRQ_SAG
+    chip.advance(0.0002)
+    assert chip.peek(REG["IRQSTATA"]) & m.IRQ_SAG
+    load(chip, v=0.5)
+    chip.advance(0.02)
+    # with SAGCYC = 2, one whole half cycle does not do
+    spi_write(chip, REG["SAGCYC"], 2)
+    spi_read(chip, REG["RSTIRQSTATA"])
+    _at_phase(chip, 50.0, 0.0)
+    load(chip, v=0.0)
+    chip.advance(0.0101)
+    load(chip, v=0.5)
+    chip.advance(0.05)
+    assert not chip.peek(REG["IRQSTATA"]) & m.IRQ_SAG
+
+
+def test_next_event_tells_the_host_clock_when_sag_is_due() -> None:
+    chip = bring_up(ADE7953())
+    load(chip, v=0.5, hz=60.0)
+    chip.advance(0.1)
+    spi_write(chip, REG["SAGLVL"], round(spi_read(chip, REG["VPEAK"]) * 0.8))
+    spi_write(chip, REG["SAGCYC"], 1)
+    spi_write(chip, REG["IRQENA"], m.IRQ_SAG)
+    spi_read(chip, REG["RSTIRQSTATA"])
+    assert chip.next_event_s() is None
+    _at_phase(chip, 60.0, 0.5)
+    load(chip, v=0.0, hz=60.0)
+    due = chip.next_event_s()
+    assert due * 1000 == pytest.approx(1.5 * 1000 / 120, abs=0.05)  # 0.5 + 1 half cycles
+    chip.advance(due - 1e-6)
+    assert not chip.irq_asserted
+    chip.advance(2e-6)
+    assert chip.irq_asserted and chip.next_event_s() is None
+
+
+def test_raise_sag_latches_once_for_the_sag_in_force() -> None:
+    chip = bring_up(ADE7953())
+    load(chip, v=0.5, hz=50.0)
+    chip.advance(0.1)
+    chip.raise_sag()
+    assert not chip.peek(REG["IRQSTATA"]) & m.IRQ_SAG, "detection off: nothing"
+    spi_write(chip, REG["SAGLVL"], round(spi_read(chip, REG["VPEAK"]) * 0.8))
+    spi_write(chip, REG["SAGCYC"], 4)
+    spi_write(chip, REG["IRQENA"], m.IRQ_SAG)
+    spi_read(chip, REG["RSTIRQSTATA"])
+    load(chip, v=0.0)
+    chip.raise_sag()
+    assert chip.irq_asserted
+    spi_read(chip, REG["RSTIRQSTATA"])
+    chip.advance(1.0)
+    assert not chip.peek(REG["IRQSTATA"]) & m.IRQ_SAG, "the sag in force was the one flagged"
 
 
 # ---- line cycles, zero crossings, CRC, power -----------------------------------------------------

@@ -16,9 +16,14 @@ import re
 import threading
 import time
 
+import holdup
 import pytest
 
 from host_tools.sim import SimBoard
+
+# The hold-up from the line failing that loses nothing at any instant, at the source's 60 Hz:
+# the chip's worst SAG detection, a write cycle in flight, the warning's own (holdup.py).
+HOLD_UP_MS = holdup.hold_up_ms(60.0)
 
 pytestmark = pytest.mark.sim_only
 
@@ -497,13 +502,15 @@ def test_sag_takes_the_energy_out_of_the_chip_before_the_handler():
         while len(readings(board)) == n:  # up to the next printed poll
             board.run(1)
         r0 = readings(board)[-1]
-        board.run(r0["t_us"] / 1e6 + 10.6 - board.virtual_time())  # 10.6 s after that poll
-        board.power_off(sag_ms=10)
+        board.run(r0["t_us"] / 1e6 + 10.6 - board.virtual_time())  # the line fails 10.6 s after that poll
+        board.power_off(sag_ms=HOLD_UP_MS)
         sag = readings(board, "SAG", at_least=1)
         assert len(sag) == 1
         r1 = sag[0]
-        # the sag's own poll took the last 0.6 s out of the chip before the handler ran
-        assert (r1["t_us"] - r0["t_us"]) / 1e6 == pytest.approx(10.6, abs=0.01)
+        # the chip warned after its detection delay (tests/sim/holdup.py), not at once ...
+        after_ms = (r1["t_us"] - r0["t_us"]) / 1000 - 10600
+        assert holdup.detection_min_ms(60.0) - 0.1 <= after_ms <= holdup.detection_ms(60.0) + 0.5
+        # ... and the sag's own poll took the last 0.6 s out of the chip before the handler ran
         registered = r1.wh("delivered") - r0.wh("delivered")
         assert registered == pytest.approx(240 * TA * 10.6 / 3600, rel=0.01)  # uncalibrated: -0.6 %
         # ... all of it: VAh (read every 8 polls otherwise) is as complete as Wh at PF 1

@@ -16,6 +16,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import holdup
 import pytest
 import test_storage_image as image
 
@@ -36,6 +37,9 @@ SPARE = image.C["CONFIG_START"] + image.C["CONFIG_COPY"] + 0x230  # past copy B'
 # board's heap, beside the running meter. They test storage, not the heap budget (that is
 # tests/bench/footprint.py's), so their boards get room for the REPL.
 HEAP_KB = DEFAULT_HEAP_KB
+# The hold-up from the line failing that loses nothing at any instant, at the source's 60 Hz:
+# the chip's worst SAG detection, a write cycle in flight, the warning's own (holdup.py).
+HOLD_UP_MS = holdup.hold_up_ms(60.0)
 
 
 def fw(board: SimBoard, code: str) -> str:
@@ -73,7 +77,7 @@ def cycle(board: SimBoard, amps: float, seconds: float) -> None:
     board.power_on()
     board.set_load(240.0, amps)
     board.run(seconds)
-    board.power_off(sag_ms=10)
+    board.power_off(sag_ms=HOLD_UP_MS)
 
 
 def lcd_shows(board: SimBoard, text: str, seconds: float = 30.0) -> bool:
@@ -244,7 +248,7 @@ def test_a_base_with_fewer_registers_is_restored_and_extended(ideal):
     restart(ideal)
     ideal.set_load(240.0, -10.0)
     ideal.run(30.0)
-    ideal.power_off(sag_ms=10)
+    ideal.power_off(sag_ms=HOLD_UP_MS)
     now = image.newest_registers(ideal.hw.eeprom.dump())
     assert now.base_seq == 7 and now.seq > 7, "a delta on the old base, with every register"
     assert now.wh("delivered") == 5000.1234
@@ -303,23 +307,30 @@ def _near_a_base(ee) -> None:
     image.load_delta(ee, words, seq=2, gen=1, slot=0)
 
 
-@pytest.mark.parametrize("hold_up_ms", [13.0, 10.0])
-def test_a_sag_during_a_new_base_stops_it_and_saves_everything(ideal, hold_up_ms):
-    """The warning lands as a page of the new base starts its write cycle: the base stops
-    (copy A before its next page, or what follows copy A), and the warning's own delta holds
-    every Wh if the hold-up lasts two write cycles (the one in flight, its own) and the ~2 ms
-    it takes to start: 13 ms. With 10 ms that delta is cut short, and the save's delta, written
+# (line Hz, write cycles the hold-up allows for): 2 covers the cycle in flight and the warning's
+# own; 1 is too little when the warning lands as a cycle starts
+HOLD_UPS = [(60.0, 2), (50.0, 2), (60.0, 1)]
+
+
+@pytest.mark.parametrize("hz, cycles", HOLD_UPS)
+def test_a_sag_during_a_new_base_stops_it_and_saves_everything(ideal, hz, cycles):
+    """The warning lands as a page of the new base starts its write cycle, the line having
+    failed the chip's worst detection delay before: the base stops (copy A before its next
+    page, or what follows copy A), and the warning's own delta holds every Wh if the hold-up
+    covers that delay, two write cycles (the one in flight, its own) and the few ms it takes
+    to start. With one write cycle that delta is cut short, and the save's delta, written
     just before the base from the same poll, holds all but the energy since that poll."""
+    hold_up_ms = holdup.hold_up_ms(hz, cycles)
     ee = ideal.hw.eeprom
     save_wh = image.save_wh()
     pages = 4  # a base record's pages (as in the test above)
     for k in range(1, 2 * pages + 1):  # every page of copy A, then of copy B
         _near_a_base(ee)
         before = image.newest_registers(ee.dump())
-        ideal.set_load(240.0, 0.0)
+        ideal.set_load(240.0, 0.0, hz=hz)
         ideal.power_on()
         truth = ideal.true_energy_wh()["delivered"]
-        ideal.set_load(240.0, 250.0)  # 60 kW: the save after save_wh writes the base
+        ideal.set_load(240.0, 250.0, hz=hz)  # 60 kW: the save after save_wh writes the base
         ideal.power_off(sag_ms=hold_up_ms, sag_at_write=k, sag_in=(REG, DELTAS))
         ideal.run(save_wh * 3600 / 60000 + 10.0)
         assert not ideal.hw.powered, f"page {k}: the sag never came"
@@ -327,27 +338,28 @@ def test_a_sag_during_a_new_base_stops_it_and_saves_everything(ideal, hold_up_ms
         flowed = ideal.true_energy_wh()["delivered"] - truth
         saved = after.wh("delivered") - before.wh("delivered")
         assert flowed > save_wh
-        if hold_up_ms >= 13:
+        if cycles >= 2:
             assert saved == pytest.approx(flowed, abs=0.002), k
         else:  # at most the base's own write time of energy (60 kW: 16.7 Wh/s), never more than flowed
             assert flowed - 0.1 * 60000 / 3600 <= saved <= flowed + 0.002, k
 
 
-@pytest.mark.parametrize("hold_up_ms", [13.0, 10.0])
-def test_a_sag_during_a_state_record_skips_its_read_back_and_keeps_the_registers(ideal, hold_up_ms):
+@pytest.mark.parametrize("hz, cycles", HOLD_UPS)
+def test_a_sag_during_a_state_record_skips_its_read_back_and_keeps_the_registers(ideal, hz, cycles):
     """The warning lands as the last page of the billing state record (four pages, written at
     every interval's end) starts its write cycle. The record is not read back (256 bytes, about
-    6 ms of bus) so that the warning's delta starts as soon as that cycle ends: with 13 ms of
-    hold-up it holds every Wh (the torture benchmark found the read-back in its way). With
-    10 ms that delta is cut short, and the delta written just before the state record, from
-    the same poll (storage.registers_first), holds all but the energy since that poll, not
-    since the last periodic save."""
+    6 ms of bus) so that the warning's delta starts as soon as that cycle ends: with two write
+    cycles of hold-up after the detection it holds every Wh (the torture benchmark found the
+    read-back in its way). With one, that delta is cut short, and the delta written just
+    before the state record, from the same poll (storage.registers_first), holds all but the
+    energy since that poll, not since the last periodic save."""
+    hold_up_ms = holdup.hold_up_ms(hz, cycles)
     state = image.C["STATE_START"]
-    ideal.set_load(240.0, 0.0)
+    ideal.set_load(240.0, 0.0, hz=hz)
     ideal.power_on()
     before = image.newest_registers(ideal.hw.eeprom.dump())
     truth = ideal.true_energy_wh()["delivered"]
-    ideal.set_load(240.0, 250.0)  # 60 kW: 16.7 Wh a second
+    ideal.set_load(240.0, 250.0, hz=hz)  # 60 kW: 16.7 Wh a second
     ideal.power_off(sag_ms=hold_up_ms, sag_at_write=4, sag_in=(state, state + image.C["STATE_LENGTH"]))
     ideal.run(16 * 60.0)  # past the next 15-minute interval's end
     assert not ideal.hw.powered, "the sag never came"
@@ -355,10 +367,32 @@ def test_a_sag_during_a_state_record_skips_its_read_back_and_keeps_the_registers
     flowed = ideal.true_energy_wh()["delivered"] - truth
     saved = after.wh("delivered") - before.wh("delivered")
     assert flowed > 600.0  # several periodic saves went before the interval's end
-    if hold_up_ms >= 13:
+    if cycles >= 2:
         assert saved == pytest.approx(flowed, abs=0.002)
     else:
         assert flowed - 0.1 * 60000 / 3600 <= saved <= flowed + 0.002
+
+
+@pytest.mark.parametrize("hz", [60.0, 50.0])
+def test_a_sag_during_a_read_back_stops_it_at_the_next_page(ideal, hz):
+    """The warning lands as the read-back of the billing state record (256 bytes: four page
+    reads, 6 ms of bus) starts. The read-back stops before its next page (records.write_checked
+    asks before each), so the warning's delta starts a page read later: the hold-up for a
+    warning outside a write cycle (one write cycle) plus one page read is enough. A whole
+    read-back in its way would need 4.4 ms more."""
+    hold_up_ms = holdup.hold_up_ms(hz, cycles=1) + holdup.PAGE_READ_MS
+    state = image.C["STATE_START"]
+    ideal.set_load(240.0, 0.0, hz=hz)
+    ideal.power_on()
+    before = image.newest_registers(ideal.hw.eeprom.dump())
+    truth = ideal.true_energy_wh()["delivered"]
+    ideal.set_load(240.0, 250.0, hz=hz)
+    ideal.power_off(sag_ms=hold_up_ms, sag_at_read=1, sag_in=(state, state + image.C["STATE_LENGTH"]))
+    ideal.run(16 * 60.0)
+    assert not ideal.hw.powered, "the sag never came"
+    after = image.newest_registers(ideal.hw.eeprom.dump())
+    flowed = ideal.true_energy_wh()["delivered"] - truth
+    assert after.wh("delivered") - before.wh("delivered") == pytest.approx(flowed, abs=0.002)
 
 
 # --- a chip written by layout 2 (before the load profile had 16 KiB) -----------------------------
@@ -448,7 +482,7 @@ def test_a_layout_2_chip_keeps_its_registers_and_load_profile_cut_anywhere(ideal
     restart(ideal)
     ideal.set_load(240.0, 10.0)
     ideal.run(70.0)
-    ideal.power_off(sag_ms=10)
+    ideal.power_off(sag_ms=HOLD_UP_MS)
     after = image.newest_registers(ee.dump())
     assert after.base_seq == 23 and (after.addr - DELTAS) % image.delta_size() == 0, "deltas on layout 3's grid"
     assert after.wh("delivered") - old.wh("delivered") == pytest.approx(2400 * 70 / 3600, abs=1.0)
@@ -496,7 +530,7 @@ def test_an_eeprom_missing_at_boot_adds_what_was_metered_meanwhile(ideal):
     ideal.run(40.0)
     _remove_eeprom(ideal, True)
     ideal.run(3.0)
-    ideal.power_off(sag_ms=10)
+    ideal.power_off(sag_ms=HOLD_UP_MS)
     regs = image.newest_registers(ideal.hw.eeprom.dump())
     truth = ideal.true_energy_wh()
     # the 90 s metered before the restart lived in RAM only and died with it
