@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import holdup
 import pytest
 from billing_rpc import EV, MeterRPC, secs
 
@@ -31,6 +32,8 @@ from host_tools.c1218 import Client, parse, read_events, set_time_params
 from host_tools.readout import firmware_constants
 from host_tools.sim import SimBoard
 from host_tools.sim.board import DEFAULT_START
+
+HOLD_UP_MS = holdup.hold_up_ms(60.0)  # the sag warning and its save at 60 Hz (holdup.py)
 
 pytestmark = pytest.mark.sim_only
 
@@ -108,7 +111,7 @@ def test_a_2_s_and_a_30_h_outage_come_back_with_the_right_time(tmp_path, chip):
 
         # 2 s: the time goes on, the outage is known (2 s and the whole-second rounding of
         # the power-down stamp and the boot's reading), demand runs on
-        board.power_off(sag_ms=10)
+        board.power_off(sag_ms=HOLD_UP_MS)
         board.run(2.0)
         board.power_on()
         clock, bits = optical(board, lambda c: (st52(c), st3(c)))
@@ -118,7 +121,7 @@ def test_a_2_s_and_a_30_h_outage_come_back_with_the_right_time(tmp_path, chip):
 
         # 30 h: the time is right, demand is suspended (> 24 h) until a time set
         seq = last_seq(board)
-        board.power_off(sag_ms=10)
+        board.power_off(sag_ms=HOLD_UP_MS)
         board.run(30 * 3600.0)
         board.power_on()
         clock, bits = optical(board, lambda c: (st52(c), st3(c)))
@@ -145,7 +148,7 @@ def test_without_battery_backed_time_the_lcd_scrolls_the_registers_and_st3_says_
         set_time(board, true_time(board))  # a plain Pico's clock is right until the next cut
         assert not optical(board, st3) & CLOCK_ERROR
         board.run(1800.0)
-        board.power_off(sag_ms=10)
+        board.power_off(sag_ms=HOLD_UP_MS)
         board.run(2.0)
         board.power_on()
         board.set_load(240.0, 0.0)  # the registers stand still while the LCD is read
@@ -195,7 +198,7 @@ def test_a_missing_cell_makes_the_clock_invalid_and_low_battery_until_a_time_set
         board.run(1200.0)
         seq = last_seq(board)
         down = true_time(board)
-        board.power_off(sag_ms=10)
+        board.power_off(sag_ms=HOLD_UP_MS)
         board.set_rtc_battery(False)  # the cell taken out of the unpowered board
         board.run(3600.0)
         board.power_on()
@@ -222,7 +225,7 @@ def test_a_missing_cell_makes_the_clock_invalid_and_low_battery_until_a_time_set
         assert meter.get("m.demand.suspended", "m.billing.clock.valid") == (False, True)
         assert not {text for text, _ in scroll(board, 45)} & {"Er   005", "Er   006"}
         # and the chip keeps the time across the next outage
-        board.power_off(sag_ms=10)
+        board.power_off(sag_ms=HOLD_UP_MS)
         board.run(600.0)
         board.power_on()
         clock, bits = optical(board, lambda c: (st52(c), st3(c)))
@@ -239,7 +242,7 @@ def test_the_tou_tier_in_force_at_the_power_down_is_held_until_a_time_set(tmp_pa
         board.power_on()
         board.run(8 * 3600.0)  # Monday 08:00: tier B
         assert meter.get("m.tou.tier") == 1
-        board.power_off(sag_ms=10)
+        board.power_off(sag_ms=HOLD_UP_MS)
         board.set_rtc_battery(False)
         board.run(60.0)
         board.power_on()
@@ -266,7 +269,7 @@ def test_an_rtc_chip_that_does_not_answer_leaves_the_meter_metering_with_an_inva
         board.power_on()
         board.run(300.0)
         seq = last_seq(board)
-        board.power_off(sag_ms=10)
+        board.power_off(sag_ms=HOLD_UP_MS)
         with board.hw.cv:
             board.hw.rtc_present = False  # a broken wire to the DS3231
         board.run(60.0)
@@ -336,7 +339,7 @@ def test_the_firmware_driver_reads_and_sets_the_virtual_chip(tmp_path, chip, fir
         # time set, which also lets the oscillator run (DS3231 EOSC 0, PCF8563 STOP 0)
         assert meter.get("m.board.rtc.lost()") is False
         board.set_rtc_battery(False)
-        board.power_off(sag_ms=10)
+        board.power_off(sag_ms=HOLD_UP_MS)
         board.run(5.0)
         board.power_on()
         assert meter.get("m.board.rtc.lost()") is True
