@@ -671,7 +671,11 @@ class VirtualHardware:
                     self.advance_to(self.wdt_due_us)
                     self.mcu_reset(W.RESET_WATCHDOG, "watchdog")
                 self.advance_to(target)
-                continue
+                if target < limit:
+                    continue  # the deadline or the chip's event: look again at once
+                # as far as run() or the real-time pace allows for now: let real time pass
+                # (at speed > 0 an immediate retry would spin, holding the lock, in steps of
+                # microseconds until the deadline, and run() would never see the board asleep)
             self.sleeping = True
             cv.notify_all()
             cv.wait(0.002 if self.speed > 0 or self.held else 0.02)
