@@ -1,12 +1,14 @@
 """In-VM fakes of the meter's board for benchmarks and heap checks that run the real firmware
 in a MicroPython VM without the simulated board's socket: an ADE7953 register file on SPI
 (a fixed load), a 24LC256 on I2C, pins, a UART holding canned C12.18 packets, a virtual 1 s
-poll clock and an RTC. MicroPython code: tests/bench/cpu.py times the firmware on them,
-tests/vm32.py runs it on them in a 32-bit VM with a board's heap.
+poll clock and, on the same I2C, a DS3231's time registers driven by the firmware's own
+driver (rtc.py), as the Pico and ESP32 boards have by default. MicroPython code:
+tests/bench/cpu.py times the firmware on them, tests/vm32.py runs it on them in a 32-bit VM
+with a board's heap.
 """
 
 import gc  # noqa: F401  (cpu.py's script takes it from here)
-import sys  # noqa: F401
+import sys
 import time
 
 ticks_us = time.ticks_us
@@ -94,6 +96,34 @@ class SPI:
         self.ade.reg[w[0] << 8 | w[1]] = v
 
 
+class RTC:
+    # a DS3231 as its driver (the firmware's rtc.py) reads it: 2027-01-01 + the fake clock's
+    # seconds in BCD, 24-hour mode, OSF clear; writes are taken and forgotten. Nothing is
+    # allocated, and few new names are made (each is a qstr in the heap check's RAM).
+    BASE = 852076800  # 2027-01-01 in seconds since 2000
+
+    def __init__(self, clock):
+        self._clock = clock
+        self._ymd = [0, 0, 0]
+        self.reg = bytearray(0x13)
+
+    def read_into(self, n, buf):
+        t = self.BASE + self._clock.ms // 1000
+        days = t // 86400
+        s = t - days * 86400
+        tk = sys.modules["timekeeping"]  # the firmware's, imported by then (rtc.py imports it)
+        g = self._ymd
+        tk.date_into(days, g)
+        r = self.reg
+        r[0], r[1], r[2] = s % 60, s // 60 % 60, s // 3600
+        r[3], r[4], r[5], r[6] = tk.weekday(days) + 1, g[2], g[1], g[0] - 2000
+        for i in range(7):
+            if i != 3:
+                r[i] = (r[i] // 10) << 4 | r[i] % 10
+        for i in range(len(buf)):
+            buf[i] = r[(n + i) % 0x13]
+
+
 class I2C:
     def __init__(self, mem=None, blank=True):
         # the 24LC256's cells: a bytearray here, or memory outside the VM's heap (vm32.py);
@@ -106,7 +136,7 @@ class I2C:
     def writeto(self, addr, buf, stop=True):
         C["i2c"] += 1
         C["i2c_b"] += len(buf) + 1
-        if addr != 0x50:
+        if addr != 0x50 and addr != 0x68:
             raise OSError(19)
         return len(buf)
 
@@ -114,12 +144,17 @@ class I2C:
         n = len(buf)
         C["i2c"] += 1
         C["i2c_b"] += n + 3
+        if addr == 0x68:  # the DS3231
+            return
         self.mem[mem : mem + n] = buf
 
     def readfrom_mem_into(self, addr, mem, buf, addrsize=8):
         n = len(buf)
         C["i2c"] += 1
         C["i2c_b"] += n + 5
+        if addr == 0x68:  # the DS3231
+            self.rtc.read_into(mem, buf)
+            return
         m = self.mem
         for i in range(n):  # no slice: as machine.I2C's, a read allocates nothing
             buf[i] = m[mem + i]
@@ -194,18 +229,6 @@ class Clock:
             self.ms = deadline
 
 
-class RTC:
-    def __init__(self, clock):
-        self.clock = clock
-        self.base = 852076800  # 2027-01-01 in seconds since 2000
-
-    def datetime(self, dt=None):
-        if dt is None:
-            t = time.gmtime(self.base + 946684800 + self.clock.ms // 1000)
-            return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
-        return None
-
-
 class Board:
     name = "bench"
     eeprom_addr = 0x50
@@ -218,13 +241,16 @@ class Board:
 
     def __init__(self, eeprom=None, blank=True):
         self.clock = Clock()
-        self.rtc = RTC(self.clock)
         self.ade = Ade(self)
         self.ade_irq = Pin(1)
         self.ade_cs = bool  # called as cs(0) / cs(1): a C call, as machine.Pin.__call__ is
         self.ade_reset = Pin(1, self.ade.reset)
         self.ade_spi = SPI(self.ade)
         self.i2c = I2C(eeprom, blank)
+        self.i2c.rtc = RTC(self.clock)
+        import rtc  # the firmware's driver: imported here, the firmware's share of the heap
+
+        self.rtc = rtc.DS3231(self.i2c)
         self.lcd_cs = CPin()
         self.lcd_wr = CPin()
         self.lcd_data = CPin()
