@@ -78,6 +78,16 @@ _CONFIG = const(4)  # both configuration copies damaged
 _SEAL = const(8)  # both seal copies damaged
 
 
+def _newest(seqs):
+    """The index of the highest sequence number in seqs (the later one of equal ones: the
+    higher address), or -1 when none is left (taken ones are set to -1)."""
+    best = -1
+    for i in range(len(seqs)):
+        if seqs[i] >= 0 and (best < 0 or seqs[i] >= seqs[best]):
+            best = i
+    return best
+
+
 class Storage:
     def __init__(self, i2c, addr, size, page, clock, status_flags, max_power_w=MAX_POWER_W):
         if size <= DELTAS_START:
@@ -185,11 +195,12 @@ class Storage:
         start to the end of the chip.
 
         Every page start is a candidate, not only today's slot starts, so records written
-        with another layout (other FIELDS) are found too."""
+        with another layout (other FIELDS) are found too. Candidates are kept as small ints
+        (address | length << 16, and the sequence) in four lists, newest taken first: a tuple
+        each was 3 KB of a boot's garbage on a 32-bit board."""
         ee = self.ee
         hdr = bytearray(records.HEADER)
-        bases = []
-        deltas = []
+        b_at, b_seq, d_at, d_seq = [], [], [], []
         for addr in range(start, ee.size, ee.page):
             ee.read_into(addr, hdr)
             kind = hdr[0]  # records.header() without its tuple: 512 pages on a 24LC256
@@ -198,27 +209,40 @@ class Storage:
             n = hdr[1] | hdr[2] << 8
             if n == 0 or n > BASE_SLOT - records.OVERHEAD or addr + n + records.OVERHEAD > ee.size:
                 continue  # not a register record (a torn header may claim anything)
-            (bases if kind == _KIND_BASE else deltas).append((records.sequence(hdr), addr, n))
-        bases.sort(reverse=True)
-        deltas.sort(reverse=True)
+            if kind == _KIND_BASE:
+                b_at.append(addr | n << 16)
+                b_seq.append(records.sequence(hdr))
+            else:
+                d_at.append(addr | n << 16)
+                d_seq.append(records.sequence(hdr))
         base = None
-        for seq, addr, n in bases:
-            rec = self._record(addr, _KIND_BASE, n)
+        while True:
+            i = _newest(b_seq)
+            if i < 0:
+                break
+            seq, at = b_seq[i], b_at[i]
+            b_seq[i] = -1
+            rec = self._record(at & 0xFFFF, _KIND_BASE, at >> 16)
             if rec is not None:
-                base = (seq, addr, rec)
+                base = (seq, at & 0xFFFF, rec)
                 break
         top = base[0] if base else 0
-        for seq, addr, n in deltas:
+        while True:
+            i = _newest(d_seq)
+            if i < 0:
+                break
+            seq, at = d_seq[i], d_at[i]
+            d_seq[i] = -1
             if base is not None and seq < base[0]:
                 break  # older than the base: made on another one
-            rec = self._record(addr, _KIND_DELTA, n)
+            rec = self._record(at & 0xFFFF, _KIND_DELTA, at >> 16)
             if rec is None:
                 continue
             top = max(top, seq)
             if base is None:
                 break
             if not (rec[3] ^ base[2][3]) & _GEN_MASK:
-                return base, (seq, addr, rec), top
+                return base, (seq, at & 0xFFFF, rec), top
         return base, None, top
 
     def _apply(self, energy, base, delta):
