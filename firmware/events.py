@@ -49,6 +49,11 @@ EV_FIRMWARE_CHANGED = const(0x804)
 EV_DATA_CLEARED = const(0x805)
 EV_PASSWORD_CHANGED = const(0x806)
 EV_DEMAND_SUSPENDED = const(0x808)  # data: the outage in seconds (0xFFFFFFFF unknown)
+# the USB console was used while sealed (console.py; once per burst of bytes, a burst
+# starting after 60 s of silence); data: what closed it (bit 0 the software seal, bit 1
+# the seal plug), the burst's first byte (0x03 Ctrl-C, 0x01 Ctrl-A: a tool breaking in),
+# the bytes of the burst before this one (UINT16, 0xFFFF: as many or more)
+EV_CONSOLE_ACCESS = const(0x80B)
 EV_METERING_IC_RESET = const(0x810)  # metrology.EVENT_CHIP_RESET; data: the energy lost (UINT32)
 
 DATA_LENGTH = const(4)

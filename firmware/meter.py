@@ -76,6 +76,11 @@ class Meter:
         self.cal_step = None  # a calibration step waiting for the loop (tables.py sets it)
         self.cal_phcal = [None, None]  # calibration.py's memory between its gain and phase steps
         self._cal_t0 = 0
+        self.console = None  # the USB console while metering (console.py); a test's fake board has none
+        if getattr(board, "console", None) is not None:
+            import console
+
+            self.console = console.Console(board, self)
 
     @property
     def energy(self):
@@ -95,7 +100,8 @@ class Meter:
         return self.billing.demand_reset()
 
     def _wake(self):
-        return self._uart.any() or self.metrology.irq_pending()
+        c = self.console
+        return self._uart.any() or self.metrology.irq_pending() or (c is not None and c.any())
 
     def _save_on_sag(self):
         """The line is failing (ADE7953 SAG, energy just read): save while the hold-up lasts."""
@@ -146,12 +152,19 @@ class Meter:
             self.boot()
         clock = self.clock
         wake = self._wake
+        con = self.console
+        if con is not None:
+            con.start()
         next_poll = time.ticks_add(clock.ticks_ms(), POLL_MS)
         while True:
             if self.metrology.irq_pending():
                 self.metrology.on_irq()
             self.link.feed_available()
             self.billing.apply_changes()  # a configuration the port just wrote
+            if con is not None and con.any():
+                con.serve()
+                if con.released:
+                    return  # m.stop() from the console: MicroPython's REPL has it now
             if self.cal_step is not None:
                 self._calibrate()
                 next_poll = time.ticks_add(clock.ticks_ms(), POLL_MS)
@@ -161,6 +174,18 @@ class Meter:
                 if time.ticks_diff(clock.ticks_ms(), next_poll) >= 0:
                     next_poll = time.ticks_add(clock.ticks_ms(), POLL_MS)  # fell behind: resync
             clock.wait_until(next_poll, wake)
+
+    def stop(self):
+        """Stop metering for the REPL: the registers saved, the console given back to
+        MicroPython's REPL; the loop returns after the console command that called this."""
+        self.storage.save_registers(self.energy)
+        if self.console is not None:
+            self.console.release()
+
+    def reboot(self):
+        """A soft reboot (the console's Ctrl-D): the registers saved, then main.py again."""
+        self.storage.save_registers(self.energy)
+        self.board.soft_reset()
 
     # ---- a calibration step run from the optical port ---------------------------------
     def cal_idle(self):

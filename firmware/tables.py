@@ -222,7 +222,7 @@ PROCEDURES = (
     (_PROC_UNSEAL, _MASTER, _SEALED_OK),  # and the seal plug out
     (_PROC_CALIBRATE, _MASTER, 0),  # the meter's loop runs it: ST8 says 1 until it ends
 )
-# the events logged (events.py): standard 1-4, 9, 10, 20, 36, 37, 41-43, 47; manufacturer 0-8
+# the events logged (events.py): standard 1-4, 9, 10, 20, 36, 37, 41-43, 47; manufacturer 0-8, 11
 _STD_EVENTS = (1, 2, 3, 4, 9, 10, 20, 36, 37, 41, 42, 43, 47)
 
 
@@ -345,14 +345,14 @@ def _bitmap(buf, off, procedures=False, mfg=False, writable=False, on=True):
 
 
 def _events_bitmap(buf, off, on):
-    """ST72's (and ST75's) event bitmaps: the standard events, then manufacturer 0..8."""
+    """ST72's (and ST75's) event bitmaps: the standard events, then manufacturer 0..8 and 11."""
     for i in range(_NBR_STD_EVENTS + _NBR_MFG_EVENTS):
         buf[off + i] = 0
     if on:
         for n in _STD_EVENTS:
             buf[off + (n >> 3)] |= 1 << (n & 7)
         buf[off + _NBR_STD_EVENTS] = 0xFF
-        buf[off + _NBR_STD_EVENTS + 1] = 0x01
+        buf[off + _NBR_STD_EVENTS + 1] = 0x09  # 0x808 and 0x80B (events.EV_CONSOLE_ACCESS)
     return off + _NBR_STD_EVENTS + _NBR_MFG_EVENTS
 
 

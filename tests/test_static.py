@@ -239,6 +239,7 @@ out["attrs"] = {{k: getattr(b, k) for k in ("name", "eeprom_addr", "eeprom_size"
 out["rtc"] = list(b.rtc.datetime())
 c = b.clock
 out["clock"] = [callable(getattr(c, m, None)) for m in ("ticks_ms", "ticks_us", "wait_until")]
+out["console"] = [callable(getattr(b.console, m, None)) for m in ("any", "readinto", "write", "take")]
 print(json.dumps(out))
 """
 
@@ -314,6 +315,7 @@ def test_board_contract(board: str, tmp_path: Path) -> None:
     assert rebaud["rxbuf"] >= 512, "re-init must keep the large RX buffer"
     assert len(got["rtc"]) == 8
     assert got["clock"] == [True, True, True]
+    assert got["console"] == [True, True, True, True], "board.console: any, readinto, write, take (stdio.py)"
 
     # No GPIO used twice.
     pins = [

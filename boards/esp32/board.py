@@ -35,10 +35,12 @@ No output sits on a strapping pin (0, 2, 5, 12, 15), on the flash pins (6-11)
 or on the input-only pins (34-39, which have no pull resistors either).
 """
 
+import machine
 from machine import I2C, RTC, SPI, UART, Pin
 from micropython import const
 
 from clock import Clock
+from stdio import Stdio
 
 _ADE_SPI_ID = const(2)  # VSPI
 _ADE_SCK = const(18)
@@ -128,6 +130,8 @@ class Board:
 
         self.clock = Clock()
         self.rtc = RTC()
+        # the USB console (REPL) as the meter owns it while it meters: firmware/stdio.py
+        self.console = Stdio()
 
     def set_optical_baud(self, baud: int) -> None:
         """Switch the optical port to ``baud`` (C12.18 negotiation), 8N1.
@@ -138,6 +142,14 @@ class Board:
         """
         self.optical.flush()
         self.optical.init(baudrate=baud, bits=8, parity=None, stop=1)
+
+    def soft_reset(self) -> None:
+        """A soft reboot: the VM restarts and runs main.py; the chips keep power."""
+        machine.soft_reset()
+
+    def reset(self) -> None:
+        """A hard reset of the MCU (as after the watchdog); the chips keep power."""
+        machine.reset()
 
 
 def make() -> Board:

@@ -31,10 +31,12 @@ Pins (wiring table and the clashes avoided: boards/pico/README.md):
     UART0 GP0/GP1 stays free for a serial REPL.
 """
 
+import machine
 from machine import I2C, RTC, SPI, UART, Pin
 from micropython import const
 
 from clock import Clock
+from stdio import Stdio
 
 _ADE_SPI_ID = const(0)
 _ADE_SCK = const(18)
@@ -124,6 +126,8 @@ class Board:
 
         self.clock = Clock()
         self.rtc = RTC()
+        # the USB console (REPL) as the meter owns it while it meters: firmware/stdio.py
+        self.console = Stdio()
 
     def set_optical_baud(self, baud: int) -> None:
         """Switch the optical port to ``baud`` (C12.18 negotiation), 8N1.
@@ -143,6 +147,14 @@ class Board:
             txbuf=_OPT_TXBUF,
             timeout=0,
         )
+
+    def soft_reset(self) -> None:
+        """A soft reboot: the VM restarts and runs main.py; the chips keep power."""
+        machine.soft_reset()
+
+    def reset(self) -> None:
+        """A hard reset of the MCU (as after the watchdog); the chips keep power."""
+        machine.reset()
 
 
 def make() -> Board:

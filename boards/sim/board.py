@@ -11,20 +11,33 @@ METER_SIM_SOCKET. The firmware cannot tell it from a real board:
 
 The clock is virtual: it only moves when the host says so (a sleep, or the time a bus
 transfer takes), so a simulated day runs in seconds and the same seed gives the same run.
-No machine module is used here; hardware enters through the socket alone.
+No machine module is used here; hardware enters through the socket alone (machine.py
+beside this file is the board's `machine`: reset() and soft_reset() over the same wire).
+
+The USB console is the VM's stdin/stdout, a pseudo-terminal the host relays
+(host_tools/sim/console.py): the same stdio.Stdio as a Pico's, but the unix port turns
+Ctrl-C into an interrupt through the terminal's ISIG (kbd_intr(-1) would only give
+SIGINT its default action, which kills the VM), so taking the console switches ISIG off,
+and tells the host, which then wakes a sleeping firmware for console bytes as it does
+for optical ones.
 """
 
 import os
 import socket
+import termios
 import time
 
 import simwire as W
 from micropython import const
 
+from stdio import Stdio
+
 _OUT_SIZE = const(2048)
 _IN_SIZE = const(1024)
 _EPOCH_2000_IN_1970 = const(946684800)
 _WIRE_TICKS_MASK = const((1 << 30) - 1)  # the reply header carries ticks modulo 2**30
+_ISIG = const(0x0001)  # termios c_lflag bit on Linux: Ctrl-C raises SIGINT
+_live = None  # the board made last: machine.reset() goes over its link
 
 
 class _Link:
@@ -319,6 +332,25 @@ class UART:
         self._link.put_u32(i, baudrate)
 
 
+class Console(Stdio):
+    """The USB console: the VM's stdin/stdout (a pseudo-terminal on the host)."""
+
+    def __init__(self, link):
+        super().__init__()
+        self._link = link
+
+    def take(self, on):
+        attrs = termios.tcgetattr(0)
+        attrs[3] = attrs[3] & ~_ISIG if on else attrs[3] | _ISIG
+        termios.tcsetattr(0, termios.TCSANOW, attrs)
+        i = self._link.begin(W.OP_CONSOLE, 1)
+        self._link._out[i] = 1 if on else 0
+        try:
+            self._link.call(W.OP_SYNC, 0)  # the host knows before the next byte comes
+        except OSError:
+            pass  # the host is gone (a power cut): there is nobody to tell
+
+
 class Clock:
     """Virtual ticks: the same methods as firmware/clock.py's Clock on a real board."""
 
@@ -410,13 +442,34 @@ class Board:
         self.clock = Clock(link)
         self.rtc = RTC(link)
         self.rtc_battery_backed = os.getenv("METER_SIM_RTC") != "volatile"
+        self.console = Console(link)
         banner = b"sim"
         i = link.begin(W.OP_HELLO, len(banner))
         link.put(i, banner, len(banner))
         link.call(W.OP_HELLO, 0)
+        global _live
+        _live = self
 
     def set_optical_baud(self, baud):
         self.optical.init(baudrate=baud)
+
+    def soft_reset(self):
+        """A soft reboot: the host restarts the VM, which prints "MPY: soft reboot" and runs main.py."""
+        mcu_reset(W.RESET_SOFT)
+
+    def reset(self):
+        """An MCU reset: the host restarts the VM (main.py runs); the chips keep power."""
+        mcu_reset(W.RESET_HARD)
+
+
+def mcu_reset(kind):
+    """Ask the host to restart this VM (an MCU reset; the chips keep power). Does not return."""
+    board = _live
+    link = board._link if board is not None else _Link(os.getenv("METER_SIM_SOCKET") or "")
+    i = link.begin(W.OP_RESET, 1)
+    link._out[i] = kind
+    link.call(W.OP_RESET, 1)
+    raise OSError(5)  # not reached: the host ends this VM
 
 
 def make():

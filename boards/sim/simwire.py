@@ -32,11 +32,17 @@ OP_I2C_WRITE = const(0x04)  # payload: addr, stop, data; reply payload: 1 = ACK,
 OP_I2C_READ = const(0x05)  # payload: addr, n; reply payload: status byte then n bytes
 OP_UART_READ = const(0x06)  # payload: u16 max; reply payload: the bytes taken
 OP_SYNC = const(0x07)  # no payload: flush posted ops, refresh the clock and flags
+OP_RESET = const(0x08)  # payload: RESET_SOFT or RESET_HARD; no reply: the host restarts the VM
 # Posted ops: no reply; applied in order before the next synchronous op.
 OP_PIN = const(0x10)  # payload: pin id, level
 OP_UART_WRITE = const(0x11)  # payload: bytes to send on the optical port
 OP_UART_BAUD = const(0x12)  # payload: u32 baud rate
 OP_RTC_SET = const(0x13)  # payload: u32 seconds since 2000-01-01
+OP_CONSOLE = const(0x14)  # payload: 1 = the firmware owns the USB console (Ctrl-C is a byte), 0 = the REPL has it
+
+# OP_RESET kinds: an MCU reset, the chips (metering IC, EEPROM, RTC, LCD) keep power
+RESET_SOFT = const(0)  # machine.soft_reset(): "MPY: soft reboot", then main.py
+RESET_HARD = const(1)  # machine.reset(): the MCU restarts, then main.py
 
 REPLY_HEADER = const(17)
 

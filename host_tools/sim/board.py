@@ -26,10 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from host_tools.repo import simwire
 from host_tools.sim.ade7953 import NOISE_1S
 from host_tools.sim.console import Console
 from host_tools.sim.server import EPOCH_2000, Server, VirtualHardware
 
+W = simwire()
 DEFAULT_START = "2026-01-05T00:00:00"  # a Monday
 # The heap the VM gets. The unix port is a 64-bit build: object slots are 8 bytes instead of
 # a board's 4, and every module's bytecode is copied into the heap. Importing the whole
@@ -93,7 +95,7 @@ class SimBoard:
         self.speed = speed
         self.heap_kb = heap_kb
         self.flash = flash
-        self.compile = compile  # flash .mpy, as `meterctl flash --compile` does for a board
+        self.compile = compile  # flash .mpy, as `meterctl flash` does for a board
         self.rtc = rtc
         self.start_time = start_time
         self.optical_pacing = optical_pacing
@@ -145,7 +147,10 @@ class SimBoard:
             env = {"METER_SIM_SOCKET": sock, "METER_SIM_RTC": self.rtc}
             self.console = Console(fs, env, self.heap_kb)
             self.hw.on_cut = self._on_cut
+            self.hw.on_reset = self._on_reset
+            self.hw.console_waiting = self.console.input_waiting
             self.console.on_vm_gone = self.hw.vm_gone
+            self.console.on_input = self.hw.console_input
             if self.boot:
                 self.power_on()
             self.hw.set_speed(self.speed)
@@ -305,6 +310,11 @@ class SimBoard:
         if boot_seconds:
             self.run(boot_seconds)
 
+    def _on_reset(self, kind: int) -> None:
+        """The firmware reset its MCU (machine.reset, soft_reset): a new VM, the chips powered."""
+        if self.console is not None:
+            self.console.mcu_reset(hard=kind == W.RESET_HARD)
+
     def _on_cut(self) -> None:
         if self.console is not None:
             self.console.power_off()
@@ -363,7 +373,7 @@ class SimBoard:
             raise SimError(f"sim protocol error: {self.server.errors[-1]}")
         if not hw.powered:
             return
-        if not con.at_prompt:
+        if not con.at_prompt or hw.console_owned:  # the firmware's own prompt: it runs
             return
         if len(con.tracebacks) > self._tb_seen and not con.tracebacks[-1].endswith("KeyboardInterrupt:"):
             raise FirmwareCrashed(con.tracebacks[-1])

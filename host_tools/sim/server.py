@@ -37,6 +37,14 @@ class PowerCut(Exception):
     """The board lost power: the firmware connection ends here."""
 
 
+class McuReset(Exception):
+    """The firmware asked for an MCU reset (machine.reset, soft_reset): its VM ends here."""
+
+    def __init__(self, kind: int) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
 class VirtualHardware:
     """Models, virtual clock and the op dispatcher. All state is guarded by `cv`."""
 
@@ -74,6 +82,13 @@ class VirtualHardware:
         # (page writes to let by, hold-up us, (lo, hi): only page writes at lo <= address < hi count)
         self.sag_on_write: tuple[int, int, tuple[int, int]] | None = None
         self.on_cut: Callable[[], None] | None = None
+        # an MCU reset the firmware asked for (kind: simwire.RESET_SOFT or RESET_HARD): the
+        # board restarts the VM, the chips keep power; called outside the lock
+        self.on_reset: Callable[[int], None] | None = None
+        # the firmware owns the USB console (OP_CONSOLE): console bytes wake its sleep, and a
+        # ">>> " on the console is its own REPL's, not MicroPython's
+        self.console_owned = False
+        self.console_waiting: Callable[[], int] | None = None  # bytes the VM has not read yet
         self.sleeping = False
         self.closed = False
         self.vm_generation = 0  # bumped when a VM dies or reconnects: its pending requests end
@@ -144,7 +159,24 @@ class VirtualHardware:
 
     def new_event(self) -> bool:
         rx, fl = self._reported
-        return len(self.optical_rx) > rx or self.flags() != fl
+        if len(self.optical_rx) > rx or self.flags() != fl:
+            return True
+        # console bytes wake a firmware that owns the console for as long as they wait
+        # (level, not edge: the relay's bytes reach the VM's terminal a moment after it
+        # says so, and a wake that came too early would otherwise be the only one)
+        return self.console_owned and self.console_waiting is not None and self.console_waiting() > 0
+
+    def console_input(self) -> None:
+        """The console relay forwarded bytes to the VM: a sleeping firmware looks again."""
+        with self.cv:
+            self.cv.notify_all()
+
+    def mcu_reset(self) -> None:
+        """The MCU restarts (the VM ends; a new one boots): its UART and state are gone,
+        the chips keep power and state."""
+        self.optical_rx.clear()
+        self._reported = (0, 0)
+        self.console_owned = False
 
     def poll_optical(self) -> None:
         data = self.optical.read()
@@ -258,6 +290,12 @@ class VirtualHardware:
         if code == W.OP_HELLO:
             self.hello_count += 1
             return b""
+        if code == W.OP_CONSOLE:
+            self.console_owned = bool(p[0])
+            return None
+        if code == W.OP_RESET:
+            self.mcu_reset()
+            raise McuReset(p[0])
         raise ValueError(f"unknown sim op 0x{code:02x}")
 
     def _pin(self, pin: int, level: int) -> None:
@@ -344,6 +382,7 @@ class VirtualHardware:
     def vm_gone(self) -> None:
         with self.cv:
             self.vm_generation += 1
+            self.console_owned = False
             self.cv.notify_all()
 
     def close(self) -> None:
@@ -405,6 +444,9 @@ class Server:
             self._serve(conn, gen)
         except PowerCut:
             pass
+        except McuReset as reset:
+            if self.hw.on_reset is not None and not self._stop:
+                self.hw.on_reset(reset.kind)  # outside the lock: the board restarts the VM
         except (OSError, ValueError, IndexError) as exc:
             # a VM killed by a power cut or a reboot just leaves; anything else is a fault
             if not self._stop and conn is self._conn and self.hw.powered and not isinstance(exc, OSError):
