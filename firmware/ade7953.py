@@ -321,6 +321,32 @@ class ADE7953:
             self._check(addr)
         self.resets += 1
 
+    def adopt(self):
+        """After an MCU-only restart: True if the chip kept its power and still holds
+        `settings` (CONFIG locked, every setting read back), so metering goes on with no
+        reset and the energy it counted meanwhile is taken by the next read. SAGLVL and
+        PHCALA/B, which follow the line, are taken from the chip. Nothing is written."""
+        t = self._t
+        if t.read(CONFIG) != _CONFIG_LOCKED:
+            return False
+        s = self.settings
+        s[SAGLVL] = t.read(SAGLVL)
+        s[PHCALA] = t.read(PHCALA)
+        s[PHCALB] = t.read(PHCALB)
+        v = self._verify  # rebuilt in place, as begin() does
+        del v[:]
+        for addr in _ORDER:
+            if addr in s:
+                v.append(addr)
+        v.append(DISNOLOAD)
+        for addr in v:
+            got = t.read(addr)
+            if addr == ACCMODE:
+                got &= _ACCMODE_RW
+            if got != self._expected(addr):
+                return False
+        return s[SAGLVL] != 0
+
     def _write(self, addr, value):
         t = self._t
         t.write(addr, value)

@@ -161,12 +161,13 @@ class Billing:
         finally:
             sys.modules.pop("powerup", None)
 
-    def boot(self):
-        """After storage.restore(): the state restored, the power-up rules (powerup.py).
+    def boot(self, cause=0):
+        """After storage.restore(): the state restored, the power-up rules (powerup.py) for
+        a start of resets.CAUSES[cause] (0: the power came back).
         The load profile's ring is scanned now (16 KiB: 0.4 s of bus), not inside the poll
         that flushes its first block: the registers written before that block
         (storage.registers_first) would be as old as that poll's chip reading."""
-        self._powerup("boot")
+        self._powerup("boot", cause)
         self.load_profile.log.ring.count()
 
     def apply_changes(self):

@@ -215,6 +215,7 @@ class Metrology:
         self.bus_errors = 0  # polls that failed on the bus
         self.sags = 0
         self.running = False  # the chip is configured and answering
+        self.warm = False  # begin() found the chip running as configured (an MCU-only restart)
         self.two = False  # 1.5 element: channels A and B
         self._sign_a = 1  # -1: the CT is wired reversed
         self._sign_b = 1
@@ -348,7 +349,31 @@ class Metrology:
                 self.bus_errors += 1
                 self.running = False
         self.ade.settings.update(self.settings())
+        if self._adopt():
+            return
         self._restart(RETRIES)
+
+    def _adopt(self):
+        """The chip kept its power while the MCU restarted (the watchdog, a soft reboot):
+        meter on without resetting it, so the energy it counted meanwhile is not lost; its
+        PERIOD first, for PHCAL and the software trim. False: a full bring-up is due."""
+        ade = self.ade
+        try:
+            if not ade.adopt():
+                return False
+            p = ade.period()
+            if p:
+                self._period = 0
+                self.line_period(p)
+        except OSError:
+            return False
+        self.running = True
+        self.warm = True
+        self.status.clear(status.MEASUREMENT_ERROR)
+        self._slow = SLOW_POLLS
+        self._win_p = 0
+        self._last_ms = self.board.clock.ticks_ms()
+        return True
 
     def _start(self):
         ade = self.ade

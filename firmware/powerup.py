@@ -19,7 +19,10 @@ code is in RAM only while it runs (at boot, and when the configuration changes).
 #   record) trusts an RTC that reads 2024 or later.
 # - Log POWER_DOWN stamped with the last known time and POWER_UP stamped now (data: the
 #   outage in seconds, 0xFFFFFFFF unknown); set ST3 POWER_FAILURE (latched: the clear
-#   standard status procedure clears it).
+#   standard status procedure clears it). A start with the line on (only the MCU restarted:
+#   resets.py's watchdog, fault or reset) logs RESET instead (data: the cause, and the time
+#   the meter was down in seconds, 0xFFFF unknown or longer): not a power failure. The
+#   interval rules below are the same for both: the meter did not meter meanwhile.
 # - An outage that ends inside the demand sub-interval it began in does not end it; one
 #   that ends inside its load-profile interval does not end that (flagged POWER_OUTAGE).
 #   Otherwise demand ends the interval as a partial one stamped with the power-down time,
@@ -191,8 +194,9 @@ def _begin(clk, last, was_valid):
     return last, False, -1
 
 
-def boot(b, _t=0):
-    """Restore the state record and apply the power-up rules (the comment above)."""
+def boot(b, cause=0):
+    """Restore the state record and apply the power-up rules (the comment above); cause:
+    resets.CAUSES' index of this start (0: the power came back)."""
     now_ms = b.meter.board.clock.ticks_ms()
     configure(b)
     d, lp, tu, clk, log = b.demand, b.load_profile, b.tou, b.clock, b.events
@@ -212,8 +216,9 @@ def boot(b, _t=0):
         lp.start(t, (L.PARTIAL if t % lp.interval_s else 0) | invalid)
         d.suspended = not valid
     else:
-        log.record(events.EV_POWER_DOWN, t=last)
-        b.meter.status.set(status.POWER_FAILURE)
+        if not cause:
+            log.record(events.EV_POWER_DOWN, t=last)
+            b.meter.status.set(status.POWER_FAILURE)
         _settle(tu, b.meter.metrology.energy)
         d.suspended = bool(b.flags & SUSPENDED)
         d.due = (d.start_time // d.sub_s + 1) * d.sub_s
@@ -230,7 +235,11 @@ def boot(b, _t=0):
         if not d.suspended and (outage < 0 or outage > MAX_OUTAGE_S):
             d.suspended = True
             log.record(events.EV_DEMAND_SUSPENDED, u32(UNKNOWN if outage < 0 else outage), t=t)
-    log.record(events.EV_POWER_UP, u32(UNKNOWN if outage < 0 else outage), t=t)
+    if cause:
+        down = 0xFFFF if outage < 0 or outage > 0xFFFF else outage
+        log.record(events.EV_RESET, bytes((cause, down & 0xFF, down >> 8, 0)), t=t)
+    else:
+        log.record(events.EV_POWER_UP, u32(UNKNOWN if outage < 0 else outage), t=t)
     tu.switch(t)
     b.check_faults()
     b.save(t)

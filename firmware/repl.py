@@ -22,6 +22,8 @@ the console.
 Code runs in main.py's globals (where `m` is) with Ctrl-C enabled (board.console
 .take(False)), so Ctrl-C interrupts it; the KeyboardInterrupt is printed as a board
 prints it and the meter goes on. SystemExit (sys.exit()) is a soft reset, as on a board.
+The watchdog is fed as a command starts: one that runs longer than its timeout without
+ending has the MCU reset, as on a board.
 """
 
 import gc
@@ -263,6 +265,9 @@ class Repl:
             ns = c.namespace()
             if not isinstance(source, str):
                 source = bytes(source).decode()
+            wdt = c.meter.wdt
+            if wdt is not None:
+                wdt.feed()  # the code gets the watchdog's whole timeout; longer, and the MCU resets
             port.take(False)
             try:
                 exec(compile(source, "<stdin>", mode), ns)

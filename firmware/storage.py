@@ -6,6 +6,7 @@
     st.tick(energy, now_ms)     # every poll: the save policy
     st.save_now(energy)         # the power-fail warning (ADE7953 SAG)
     blob = st.load_config()     # bytes or None; st.save_config(blob); load_seal / save_seal
+    blob = st.load_resets()     # after restore(): resets.py's record; st.save_resets(blob)
     log = storage.Ring(st, storage.EVENT_LOG_START, storage.EVENT_LOG_LENGTH, 12)
 
 Layout, save policy and its endurance arithmetic: firmware/README.md.
@@ -31,7 +32,7 @@ import status
 from records import Ring  # noqa: F401  (storage.Ring is the rings' public name)
 
 # layout: every boundary is a multiple of 128 bytes, a page of either part
-FORMAT_START = const(0x0000)  # layout marker, two copies of 128 bytes
+FORMAT_START = const(0x0000)  # layout marker and the reset counts, two copies of 128 bytes
 SEAL_START = const(0x0100)  # software seal, two copies of 128 bytes
 CONFIG_START = const(0x0200)  # configuration blob, two copies of 1 KiB
 CONFIG_COPY = const(0x0400)
@@ -62,6 +63,8 @@ _KIND_DELTA = const(0x44)
 _KIND_CONFIG = const(0x43)
 _KIND_SEAL = const(0x53)
 _KIND_FORMAT = const(0x46)
+_MARKER = const(8)  # the layout marker's bytes; the record's payload goes on with resets.py's
+_RESETS_MAX = const(100)  # 128-byte copies: 116 bytes of payload, 8 of them the marker
 # register record flags: bit 0 lost, bits 1-3 the base's generation (a delta names the
 # base it was made on; only two bases exist at a time), bits 4-7 the bytes of extra
 _FLAG_LOST = const(1)  # every register copy was lost once: counting restarted at zero
@@ -94,6 +97,7 @@ class Storage:
         self._faults = 0
         self._lost = 0  # _FLAG_LOST once every copy was lost
         self._restored = False  # the newest records and the sequence are known
+        self._after_marker = b""  # what the layout marker's record carries after it (resets.py)
         self._seq = 0  # the highest sequence of any whole register record
         self._base = None  # the base's registers (a list in FIELDS order), or None: a base is due
         self.aborted = False  # a save stopped by the power-fail warning (meter.py clears it)
@@ -264,6 +268,8 @@ class Storage:
         found = False
         try:
             fmt = self._format.load()  # written after the first base: the chip was in service
+            if fmt is not None:
+                self._after_marker = fmt[_MARKER:]
             old = fmt is not None and fmt[2] == 2
             base, delta, top = self._scan(_V2_REGISTERS if old else REGISTERS_START)
             self._seq = top
@@ -317,7 +323,7 @@ class Storage:
         fmt[3] = self.nfields
         fmt[4:6] = self.ee.page.to_bytes(2, "little")
         fmt[6:8] = (self.ee.size >> 8).to_bytes(2, "little")
-        self._format.save(fmt)
+        self._format.save(bytes(fmt) + self._after_marker)
 
     def _mark(self, energy):
         energy.pack_into(self._image, 0)
@@ -537,3 +543,25 @@ class Storage:
 
     def save_seal(self, blob):
         return self._save(self._seal, _SEAL, blob)
+
+    def load_resets(self):
+        """resets.py's record, kept after the layout marker in its record (both copies), as
+        restore() found it; None if there is none yet."""
+        return self._after_marker or None
+
+    def save_resets(self, blob):
+        """Store resets.py's record with the layout marker (written after the first base
+        only: before restore() there is nothing to store it with); True when stored."""
+        if len(blob) > _RESETS_MAX or self._format.state != records.VALID:
+            return False
+        self._after_marker = bytes(blob)
+        self.registers_first()
+        try:
+            self._write_format()
+        except eeprom.Aborted:
+            return False  # power failing: the other copy stands
+        except OSError:
+            self._fault(_IO)
+            return False
+        self._ok(_IO)
+        return True

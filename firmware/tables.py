@@ -95,7 +95,7 @@ _NBR_TIERS = const(4)  # served (as zeros) without meter.tou
 _LP_BLOCKS = const(8)  # load-profile dimensions without meter.load_profile
 _LP_CHANNELS = const(2)
 _NBR_STD_EVENTS = const(6)  # ST72 bitmap bytes: standard events 0..47
-_NBR_MFG_EVENTS = const(2)
+_NBR_MFG_EVENTS = const(3)  # manufacturer events 0..23
 _EVENT_DATA_LENGTH = const(4)
 _EV_HEADER = const(11)
 _EV_ENTRY = const(16)  # EVENT_ENTRY: LTIME_DATE, sequence, user, code, 4 argument bytes
@@ -163,6 +163,12 @@ MT0 = (
     b" LINK_RETRANSMITS:2 LINK_TIMEOUTS:2 LINK_FALLBACKS:2 PORT_FAULTS:2 SESSION_LEVEL:1 SESSION_USER:2"
     b" HEAP_FREE:4"
 )
+# MT6: why the meter started (resets.py): counts by cause, the last cause, the last fault
+# (its resets.FAULT_TYPES and resets.MODULES indexes, its line) and its run in a row
+MT6 = (
+    b"RESETS_POWER_ON:2 RESETS_WATCHDOG:2 RESETS_FAULT:2 RESETS_RESET:2 LAST_CAUSE:1"
+    b" FAULT_TYPE:1 FAULT_MODULE:1 FAULT_LINE:2 FAULT_REPEATS:2"
+)
 # MT3: instantaneous values (channel B when two elements)
 MT3 = b"VOLTS_MV:4 AMPS_A_MA:-4 AMPS_B_MA:-4 WATTS_MW:-4 VARS_MVAR:-4 VA_MVA:4 PF_MILLI:-2 HZ_CENTI:2"
 # ST8's response data to the seal procedure
@@ -208,6 +214,7 @@ TABLES = (
     (0x803, _READER | _NEVER << 4),  # MT3 instantaneous values
     (0x804, _READER | _NEVER << 4),  # MT4 the LCD's RAM
     (0x805, _READER | _NEVER << 4),  # MT5 the registers at full resolution (EnergyRegisters.FIELDS)
+    (0x806, _ANONYMOUS | _NEVER << 4),  # MT6 resets by cause, the last fault
 )
 BIG = (54, 64, 76, 0x801)
 
@@ -222,8 +229,6 @@ PROCEDURES = (
     (_PROC_UNSEAL, _MASTER, _SEALED_OK),  # and the seal plug out
     (_PROC_CALIBRATE, _MASTER, 0),  # the meter's loop runs it: ST8 says 1 until it ends
 )
-# the events logged (events.py): standard 1-4, 9, 10, 20, 36, 37, 41-43, 47; manufacturer 0-8, 11
-_STD_EVENTS = (1, 2, 3, 4, 9, 10, 20, 36, 37, 41, 42, 43, 47)
 
 
 def pack(buf, off, layout, values):
@@ -345,14 +350,16 @@ def _bitmap(buf, off, procedures=False, mfg=False, writable=False, on=True):
 
 
 def _events_bitmap(buf, off, on):
-    """ST72's (and ST75's) event bitmaps: the standard events, then manufacturer 0..8 and 11."""
+    """ST72's (and ST75's) event bitmaps: the standard events, then the manufacturer's,
+    as events.LOGGED lists them."""
     for i in range(_NBR_STD_EVENTS + _NBR_MFG_EVENTS):
         buf[off + i] = 0
     if on:
-        for n in _STD_EVENTS:
+        import events  # the meter has it loaded already (billing.py); the host never calls this
+
+        for code in events.LOGGED:
+            n = code - _MFG + 8 * _NBR_STD_EVENTS if code >= _MFG else code
             buf[off + (n >> 3)] |= 1 << (n & 7)
-        buf[off + _NBR_STD_EVENTS] = 0xFF
-        buf[off + _NBR_STD_EVENTS + 1] = 0x09  # 0x808 and 0x80B (events.EV_CONSOLE_ACCESS)
     return off + _NBR_STD_EVENTS + _NBR_MFG_EVENTS
 
 
@@ -466,7 +473,7 @@ def _build_50(m, svc, tid, buf):
 
 
 def _build_mfg(m, svc, tid, buf):
-    """MT0-MT5."""
+    """MT0-MT6."""
     if tid == 0x800:
         sec, seal, link = svc.security, svc.seal, svc.link
         values = (seal.flags(), seal.count, seal.time, seal.cfg_crc, seal.fw_hash)
@@ -487,6 +494,11 @@ def _build_mfg(m, svc, tid, buf):
         ram = m.display._shown if ram is None else ram() if callable(ram) else ram
         buf[0 : len(ram)] = ram
         return len(ram)
+    if tid == 0x806:
+        r = m.resets
+        c = r.counts
+        return pack(buf, 0, MT6, (c[0], c[1], c[2], c[3], r.cause, r.fault_type, r.fault_module, r.fault_line,
+                                  r.fault_repeats))  # fmt: skip
     e = m.energy  # MT5
     e.pack_into(buf, 0)
     return 8 * len(e.FIELDS)

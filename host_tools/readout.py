@@ -51,10 +51,11 @@ SEAL_FLAG_NAMES = (
 )
 FLAT_LAYOUTS = {
     1: T.ST1, 3: T.ST3, 5: T.ST5, 21: T.ST21, 51: T.ST51, 52: T.ST52, 53: T.ST53, 55: T.ST55,
-    61: T.ST61, 63: T.ST63, 71: T.ST71, T.MFG + 0: T.MT0, T.MFG + 3: T.MT3,
+    61: T.ST61, 63: T.ST63, 71: T.ST71, T.MFG + 0: T.MT0, T.MFG + 3: T.MT3, T.MFG + 6: T.MT6,
 }  # fmt: skip
 ANN_LABELS = {"KWH": "kWh", "KW": "kW", "KVARH": "kvarh", "KVAR": "kvar", "NEG": "minus", "COL": "colons"}
-MT1, MT3, MT4, MT5 = T.MFG + 1, T.MFG + 3, T.MFG + 4, T.MFG + 5
+MT1, MT3, MT4, MT5, MT6 = T.MFG + 1, T.MFG + 3, T.MFG + 4, T.MFG + 5, T.MFG + 6
+RESETS = firmware_module("resets")  # the causes, fault types and modules MT6 and the log name
 
 
 # ---- the firmware's names -------------------------------------------------------------
@@ -309,8 +310,33 @@ def read_registers(client: Client) -> dict[str, Any]:
     }
 
 
+def fault_text(type_index: int, module_index: int, line: int) -> str:
+    """resets.py's fault record as a person reads it: 'MemoryError in psem.py line 210'."""
+    types, modules = RESETS.FAULT_TYPES, RESETS.MODULES.decode().split()
+    kind = types[type_index].__name__ if type_index < len(types) else f"exception #{type_index}"
+    where = f"{modules[module_index]}.py" if module_index < len(modules) else "another module"
+    return f"{kind} in {where} line {line}"
+
+
+def decode_resets(data: bytes) -> dict[str, Any]:
+    """MT6: {'resets': counts by cause, 'last_start': cause, 'last_fault': text or None}."""
+    mt6 = parse(T.MT6, data)
+    causes = RESETS.CAUSES.decode().split()
+    counts = {name: mt6[f"RESETS_{name.upper()}"] for name in causes}
+    last = mt6["LAST_CAUSE"]
+    fault = None
+    if mt6["FAULT_REPEATS"] or counts["fault"]:
+        fault = fault_text(mt6["FAULT_TYPE"], mt6["FAULT_MODULE"], mt6["FAULT_LINE"])
+    return {
+        "resets": counts,
+        "last_start": causes[last] if last < len(causes) else f"cause {last}",
+        "last_fault": fault,
+        "last_fault_repeats": mt6["FAULT_REPEATS"],
+    }
+
+
 def read_status(client: Client) -> dict[str, Any]:
-    """ST3, MT0, ST52 and ST1 as the `status --json` dict (every table anonymous)."""
+    """ST3, MT0, ST52, ST1 and MT6 as the `status --json` dict (every table anonymous)."""
     st3 = parse(T.ST3, client.read(3))
     mt0 = parse(T.MT0, client.read(T.MFG))
     st1 = parse(T.ST1, client.read(1))
@@ -319,6 +345,10 @@ def read_status(client: Client) -> dict[str, Any]:
     names = [name for bit, name in status_bits() if bits & bit]
     seal = mt0["SEAL_FLAGS"] | st3["ED_MFG_STATUS"]
     clock_error = firmware_constants("status")["CLOCK_ERROR"]
+    try:
+        starts = decode_resets(client.read(MT6))
+    except ServiceError:  # a firmware from before MT6
+        starts = {"resets": None, "last_start": None, "last_fault": None, "last_fault_repeats": 0}
     return {
         "mode": st3["ED_MODE"],
         "mode_names": [name for bit, name in ED_MODE_FLAGS if st3["ED_MODE"] & bit],
@@ -339,6 +369,7 @@ def read_status(client: Client) -> dict[str, Any]:
         "manufacturer": _text(st1["MANUFACTURER"]),
         "model": _text(st1["ED_MODEL"]),
         "serial": _text(st1["MFG_SERIAL_NUMBER"]),
+        **starts,
     }
 
 
@@ -364,6 +395,13 @@ def _event_detail(code: int, arg: bytes) -> str:
         closed = {1: "the software seal", 2: "the seal plug", 3: "the seal and the plug"}.get(arg[0], "?")
         before = int.from_bytes(arg[2:4], "little")
         return f"closed by {closed}, first byte 0x{arg[1]:02x}, {before} bytes in the burst before"
+    if name == "FIRMWARE_FAULT":
+        return fault_text(arg[0], arg[1], arg[2] | arg[3] << 8)
+    if name == "RESET":
+        causes = RESETS.CAUSES.decode().split()
+        down = arg[1] | arg[2] << 8
+        cause = causes[arg[0]].replace("_", " ") if arg[0] < len(causes) else f"cause {arg[0]}"
+        return f"{cause}, down {'unknown' if down == 0xFFFF else f'{down} s'}"
     return ""
 
 
@@ -502,7 +540,20 @@ def show_status(s: dict[str, Any]) -> str:
         f"lock-out       {str(s['lockout_left_s']) + ' s left' if s['lockout_left_s'] else 'off'}"
         f" ({s['failed_passwords']} failed passwords, {s['lockouts']} lock-outs)",
         f"clock          {s['clock']} ({'valid' if s['clock_valid'] else 'NOT valid: set it'})",
+        f"starts         {_show_starts(s)}",
     ])  # fmt: skip
+
+
+def _show_starts(s: dict[str, Any]) -> str:
+    if s.get("resets") is None:
+        return "- (this firmware has no MT6)"
+    counts = ", ".join(f"{name.replace('_', ' ')} {n}" for name, n in s["resets"].items())
+    text = f"{counts}; last: {s['last_start'].replace('_', ' ')}"
+    if s["last_fault"]:
+        text += f"; last fault {s['last_fault']}"
+        if s["last_fault_repeats"] > 1:
+            text += f" ({s['last_fault_repeats']} times in a row)"
+    return text
 
 
 def show_lcd(lcd: dict[str, Any]) -> str:

@@ -193,6 +193,19 @@ class UART(_Rec):
 class RTC(_Rec):
     def datetime(self, t=None):
         return (2000, 1, 1, 5, 0, 0, 0, 0)
+
+class WDT(_Rec):
+    def feed(self):
+        self.fed = getattr(self, "fed", 0) + 1
+
+class Timer(_Rec):
+    pass
+
+PWRON_RESET = 1
+WDT_RESET = 3
+
+def reset_cause():
+    return WDT_RESET
 """
 
 # Runs in MicroPython; prints one JSON line describing what the board built.
@@ -240,6 +253,16 @@ out["rtc"] = list(b.rtc.datetime())
 c = b.clock
 out["clock"] = [callable(getattr(c, m, None)) for m in ("ticks_ms", "ticks_us", "wait_until")]
 out["console"] = [callable(getattr(b.console, m, None)) for m in ("any", "readinto", "write", "take")]
+w = b.watchdog(8000)
+w.feed()
+w.hold()
+wdts = [o for o in machine.LOG if isinstance(o, machine.WDT)]
+timers = [o for o in machine.LOG if isinstance(o, machine.Timer)]
+out["wdt"] = {{"timeout": wdts[-1].kw.get("timeout"), "fed": getattr(wdts[-1], "fed", 0),
+              "timer_period": timers[-1].kw.get("period") if timers else None,
+              "timer_callback": callable(timers[-1].kw.get("callback")) if timers else False}}
+out["reset_cause"] = b.reset_cause()
+out["resets"] = [callable(getattr(b, m, None)) for m in ("reset", "soft_reset")]
 print(json.dumps(out))
 """
 
@@ -316,6 +339,13 @@ def test_board_contract(board: str, tmp_path: Path) -> None:
     assert len(got["rtc"]) == 8
     assert got["clock"] == [True, True, True]
     assert got["console"] == [True, True, True, True], "board.console: any, readinto, write, take (stdio.py)"
+    # The watchdog: machine.WDT with the timeout asked for (the RP2040 takes at most 8,388 ms),
+    # fed on feed(); hold() feeds it from a timer at least twice per timeout.
+    wdt = got["wdt"]
+    assert wdt["timeout"] == 8000 and wdt["fed"] == 1
+    assert wdt["timer_callback"] and 0 < wdt["timer_period"] <= 8000 // 2
+    assert got["reset_cause"] == "watchdog"  # the fake's machine.reset_cause() says WDT_RESET
+    assert got["resets"] == [True, True]
 
     # No GPIO used twice.
     pins = [
@@ -342,3 +372,13 @@ def test_board_contract(board: str, tmp_path: Path) -> None:
         assert not set(outputs) & set(range(34, 40)), "GPIO 34-39 are input only"
         pulled = [got[n]["id"] for n in ("ade_irq", "seal_plug")]
         assert not set(pulled) & set(range(34, 40)), "GPIO 34-39 have no pull-ups"
+
+
+def test_every_firmware_and_board_module_has_a_fault_code():
+    """resets.MODULES names where a fault was raised (an index in the event log and MT6):
+    every module a board can run must be in it, or its faults would read 'another module'."""
+    from host_tools.repo import firmware_module
+
+    modules = set(firmware_module("resets").MODULES.decode().split())
+    stems = {p.stem for p in FIRMWARE.glob("*.py")} | {p.stem for p in BOARDS.glob("*/*.py")}
+    assert stems <= modules, f"add to firmware/resets.py MODULES (append only): {sorted(stems - modules)}"

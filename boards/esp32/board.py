@@ -36,7 +36,7 @@ or on the input-only pins (34-39, which have no pull resistors either).
 """
 
 import machine
-from machine import I2C, RTC, SPI, UART, Pin
+from machine import I2C, RTC, SPI, UART, WDT, Pin, Timer
 from micropython import const
 
 from clock import Clock
@@ -69,6 +69,30 @@ _LCD_WR = const(21)
 _LCD_DATA = const(22)
 
 _SEAL_PLUG = const(33)
+
+
+_WDT_HOLD_MS = const(1000)  # how often the timer feeds a held watchdog
+_WDT_TIMER_ID = const(0)  # the hardware timer that feeds the watchdog while held
+
+
+class Watchdog:
+    """machine.WDT, plus hold(): hardware timer 0: its callback is scheduled even while the
+    REPL waits for input, so a person at the REPL after m.stop() is not reset (a WDT cannot
+    be stopped once started, not even by a soft reset)."""
+
+    def __init__(self, timeout_ms: int) -> None:
+        self._wdt = WDT(timeout=timeout_ms)
+        self._timer: Timer | None = None
+
+    def feed(self) -> None:
+        self._wdt.feed()
+
+    def hold(self) -> None:
+        if self._timer is None:
+            self._timer = Timer(_WDT_TIMER_ID, period=_WDT_HOLD_MS, callback=self._tick)
+
+    def _tick(self, _timer: Timer) -> None:
+        self._wdt.feed()
 
 
 class Board:
@@ -143,13 +167,22 @@ class Board:
         self.optical.flush()
         self.optical.init(baudrate=baud, bits=8, parity=None, stop=1)
 
-    def soft_reset(self) -> None:
-        """A soft reboot: the VM restarts and runs main.py; the chips keep power."""
-        machine.soft_reset()
+
+    def watchdog(self, timeout_ms: int) -> Watchdog:
+        """Arm the watchdog: feed() it within timeout_ms or the MCU resets."""
+        return Watchdog(timeout_ms)
+
+    def reset_cause(self) -> str:
+        """"watchdog" if the last hardware reset was the watchdog's, else "power_on"."""
+        return "watchdog" if machine.reset_cause() == machine.WDT_RESET else "power_on"
 
     def reset(self) -> None:
-        """A hard reset of the MCU (as after the watchdog); the chips keep power."""
+        """A hard reset (ESP_RST_SW: reset_cause() says HARD_RESET, not the watchdog)."""
         machine.reset()
+
+    def soft_reset(self) -> None:
+        """A soft reboot: MicroPython restarts and runs main.py again."""
+        machine.soft_reset()
 
 
 def make() -> Board:

@@ -32,7 +32,7 @@ Pins (wiring table and the clashes avoided: boards/pico/README.md):
 """
 
 import machine
-from machine import I2C, RTC, SPI, UART, Pin
+from machine import I2C, RTC, SPI, UART, WDT, Pin, Timer
 from micropython import const
 
 from clock import Clock
@@ -65,6 +65,29 @@ _LCD_WR = const(11)
 _LCD_DATA = const(12)
 
 _SEAL_PLUG = const(14)
+
+
+_WDT_HOLD_MS = const(1000)  # how often the timer feeds a held watchdog
+
+
+class Watchdog:
+    """machine.WDT, plus hold(): a soft timer: its callback runs even while the REPL waits for
+    input, so a person at the REPL after m.stop() is not reset (a WDT cannot be stopped once
+    started, not even by a soft reset)."""
+
+    def __init__(self, timeout_ms: int) -> None:
+        self._wdt = WDT(timeout=timeout_ms)
+        self._timer: Timer | None = None
+
+    def feed(self) -> None:
+        self._wdt.feed()
+
+    def hold(self) -> None:
+        if self._timer is None:
+            self._timer = Timer(-1, period=_WDT_HOLD_MS, callback=self._tick)
+
+    def _tick(self, _timer: Timer) -> None:
+        self._wdt.feed()
 
 
 class Board:
@@ -148,13 +171,22 @@ class Board:
             timeout=0,
         )
 
-    def soft_reset(self) -> None:
-        """A soft reboot: the VM restarts and runs main.py; the chips keep power."""
-        machine.soft_reset()
+
+    def watchdog(self, timeout_ms: int) -> Watchdog:
+        """Arm the watchdog: feed() it within timeout_ms or the MCU resets."""
+        return Watchdog(timeout_ms)
+
+    def reset_cause(self) -> str:
+        """"watchdog" if the last hardware reset was the watchdog's, else "power_on"."""
+        return "watchdog" if machine.reset_cause() == machine.WDT_RESET else "power_on"
 
     def reset(self) -> None:
-        """A hard reset of the MCU (as after the watchdog); the chips keep power."""
+        """A hard reset (the RP2040 resets through its watchdog: reset_cause() then says watchdog)."""
         machine.reset()
+
+    def soft_reset(self) -> None:
+        """A soft reboot: MicroPython restarts and runs main.py again."""
+        machine.soft_reset()
 
 
 def make() -> Board:

@@ -56,6 +56,7 @@ class _Link:
         self.rtc = 0
         self.flags = 0
         self.rx_waiting = 0
+        self._dead = False  # the host closed this link: the board lost power or the MCU reset
 
     def _connect(self):
         if self._sock is not None:
@@ -94,6 +95,8 @@ class _Link:
         """Queue op (whose payload the caller has written), send all, wait for the reply."""
         if op == W.OP_SYNC:
             self.begin(op, 0)
+        if self._dead:
+            raise OSError(5)  # never reconnect to hardware that reset us: this VM is on its way out
         if self._dirty:
             self._connect()  # a call was interrupted (Ctrl-C): its reply is lost, start afresh
         self._dirty = True
@@ -101,7 +104,8 @@ class _Link:
         self._n = 0
         h = self._hdr
         if self._sock.readinto(h) != W.REPLY_HEADER:
-            raise OSError(5)  # EIO: the host went away (the board lost power)
+            self._dead = True
+            raise OSError(5)  # EIO: the host went away (the board lost power, the MCU reset)
         n = h[0] | h[1] << 8
         # The host sends the clock wrapped at 2**30, but the unix port's ticks period is
         # 2**62 (a 64-bit build): time.ticks_diff() would break at each wrap (ticks_us every
@@ -182,6 +186,8 @@ class SPI:
         link._out[i] = self._bus
         link.put(i + 1, wbuf, n)
         link.call(W.OP_SPI, n + 1)
+        if link.flags & W.FLAG_FAULT:
+            raise RuntimeError("fault injected by SimBoard.inject_fault")
         src = link.inbuf
         for k in range(n):  # a copy loop, not a slice: no allocation per transfer
             rbuf[k] = src[k]
@@ -193,6 +199,8 @@ class SPI:
         link._out[i] = self._bus
         link.put(i + 1, wbuf, n)
         link.call(W.OP_SPI, n + 1)
+        if link.flags & W.FLAG_FAULT:
+            raise RuntimeError("fault injected by SimBoard.inject_fault")
 
     def readinto(self, rbuf, write=0):
         n = len(rbuf)
@@ -410,6 +418,27 @@ class RTC:
         return None
 
 
+class Watchdog:
+    """machine.WDT on the simulated board: the host resets the MCU when it is not fed for
+    its timeout (virtual time, and wall time while the firmware runs without a bus call)."""
+
+    def __init__(self, link, timeout_ms):
+        self._link = link
+        self._post(timeout_ms)
+
+    def _post(self, v):
+        i = self._link.begin(W.OP_WDT, 4)
+        self._link.put_u32(i, v)
+
+    def feed(self):
+        self._post(W.WDT_FEED)
+
+    def hold(self):
+        """Keep it fed from now on (a board's timer callback does it): the REPL after m.stop()."""
+        self._post(W.WDT_HOLD)
+        self._link.call(W.OP_SYNC, 0)
+
+
 class Board:
     """The simulated board's wiring: the same attribute names as every board.py."""
 
@@ -447,29 +476,47 @@ class Board:
         i = link.begin(W.OP_HELLO, len(banner))
         link.put(i, banner, len(banner))
         link.call(W.OP_HELLO, 0)
+        self._cause = link.inbuf[0]
         global _live
         _live = self
+
+    def watchdog(self, timeout_ms):
+        """Arm the watchdog (as machine.WDT(timeout=...)): feed() it or the MCU resets."""
+        return Watchdog(self._link, timeout_ms)
+
+    def reset_cause(self):
+        """"watchdog" if the last hardware reset was the watchdog's (machine.reset() on an
+        RP2040 is one), else "power_on"; a soft reboot leaves it as it was."""
+        return "watchdog" if self._cause == W.RESET_WATCHDOG else "power_on"
+
+    def reset(self):
+        """machine.reset(): the MCU restarts (main.py runs); the chips keep their power."""
+        restart(self._link)
+
+    def soft_reset(self):
+        """machine.soft_reset(): the host starts a new VM, which prints "MPY: soft reboot" and
+        runs main.py; the MCU's watchdog runs on, as a board's does through a soft reset."""
+        restart(self._link, soft=True)
 
     def set_optical_baud(self, baud):
         self.optical.init(baudrate=baud)
 
-    def soft_reset(self):
-        """A soft reboot: the host restarts the VM, which prints "MPY: soft reboot" and runs main.py."""
-        mcu_reset(W.RESET_SOFT)
 
-    def reset(self):
-        """An MCU reset: the host restarts the VM (main.py runs); the chips keep power."""
-        mcu_reset(W.RESET_HARD)
-
-
-def mcu_reset(kind):
-    """Ask the host to restart this VM (an MCU reset; the chips keep power). Does not return."""
-    board = _live
-    link = board._link if board is not None else _Link(os.getenv("METER_SIM_SOCKET") or "")
-    i = link.begin(W.OP_RESET, 1)
-    link._out[i] = kind
-    link.call(W.OP_RESET, 1)
-    raise OSError(5)  # not reached: the host ends this VM
+def restart(link=None, soft=False):
+    """Ask the host for a new VM: an MCU reset (machine.reset) or a soft reset. Never returns.
+    Without a link: the board made last (machine.py's calls), or a link of its own."""
+    if link is None:
+        link = _live._link if _live is not None else _Link(os.getenv("METER_SIM_SOCKET") or "")
+    if soft:
+        link._out[link.begin(W.OP_RESET, 1)] = W.SOFT_RESET
+    else:
+        link.begin(W.OP_RESET, 0)
+    try:
+        link.call(W.OP_SYNC, 0)  # no reply comes: the host stops this VM
+    except OSError:
+        pass
+    while True:
+        time.sleep_ms(100)
 
 
 def make():

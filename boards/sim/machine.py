@@ -11,14 +11,12 @@ state, as on a board whose MCU resets. The firmware itself never imports machine
 asks its board (board.reset(), board.soft_reset()).
 """
 
-import simwire as W
-
 import board
 
 
 def reset():
-    board.mcu_reset(W.RESET_HARD)
+    board.restart()
 
 
 def soft_reset():
-    board.mcu_reset(W.RESET_SOFT)
+    board.restart(soft=True)

@@ -25,24 +25,26 @@ except ImportError:  # CPython (the host side)
 
 
 # Synchronous ops: the host answers each with a reply.
-OP_HELLO = const(0x01)  # payload: firmware banner; reply payload: nothing
+OP_HELLO = const(0x01)  # payload: firmware banner; reply payload: the last hardware reset (RESET_*)
 OP_SLEEP = const(0x02)  # payload: u32 milliseconds; returns early on a new event
 OP_SPI = const(0x03)  # payload: bus id, MOSI bytes; reply payload: MISO bytes
 OP_I2C_WRITE = const(0x04)  # payload: addr, stop, data; reply payload: 1 = ACK, 0 = NAK
 OP_I2C_READ = const(0x05)  # payload: addr, n; reply payload: status byte then n bytes
 OP_UART_READ = const(0x06)  # payload: u16 max; reply payload: the bytes taken
 OP_SYNC = const(0x07)  # no payload: flush posted ops, refresh the clock and flags
-OP_RESET = const(0x08)  # payload: RESET_SOFT or RESET_HARD; no reply: the host restarts the VM
+# no reply: nothing (machine.reset: the MCU resets) or SOFT_RESET (machine.soft_reset: the VM
+# restarts, "MPY: soft reboot", the MCU's watchdog and reset cause as they were); either way
+# the host starts a new VM with main.py and the chips keep their power
+OP_RESET = const(0x08)
 # Posted ops: no reply; applied in order before the next synchronous op.
 OP_PIN = const(0x10)  # payload: pin id, level
 OP_UART_WRITE = const(0x11)  # payload: bytes to send on the optical port
 OP_UART_BAUD = const(0x12)  # payload: u32 baud rate
 OP_RTC_SET = const(0x13)  # payload: u32 seconds since 2000-01-01
-OP_CONSOLE = const(0x14)  # payload: 1 = the firmware owns the USB console (Ctrl-C is a byte), 0 = the REPL has it
+OP_WDT = const(0x14)  # payload: u32: a timeout in ms arms the watchdog, 0 feeds it, 0xFFFFFFFF holds it
+OP_CONSOLE = const(0x15)  # payload: 1 = the firmware owns the USB console (Ctrl-C is a byte), 0 = the REPL has it
 
-# OP_RESET kinds: an MCU reset, the chips (metering IC, EEPROM, RTC, LCD) keep power
-RESET_SOFT = const(0)  # machine.soft_reset(): "MPY: soft reboot", then main.py
-RESET_HARD = const(1)  # machine.reset(): the MCU restarts, then main.py
+SOFT_RESET = const(0x53)  # OP_RESET's payload for machine.soft_reset()
 
 REPLY_HEADER = const(17)
 
@@ -50,6 +52,16 @@ REPLY_HEADER = const(17)
 FLAG_ADE_IRQ = const(0x01)  # ADE7953 IRQ asserted (pin low)
 FLAG_SEAL_PLUG = const(0x02)  # seal plug inserted (pin low)
 FLAG_CF1 = const(0x04)  # CF1 output level (1 = high, the LED off)
+FLAG_FAULT = const(0x08)  # SimBoard.inject_fault(): the bus call this reply ends raises RuntimeError
+
+# OP_HELLO's reply: what the MCU's reset-cause register says (machine.reset_cause()). A
+# soft reboot is not a hardware reset: it leaves the cause as it was, as on an RP2040.
+RESET_POWER_ON = const(0)
+RESET_WATCHDOG = const(1)  # the watchdog bit; an RP2040's machine.reset() goes through it too
+
+# The watchdog's OP_WDT payloads besides a timeout
+WDT_FEED = const(0)
+WDT_HOLD = const(0xFFFFFFFF)
 
 # Pin ids (the sim board's "GPIO numbers").
 PIN_ADE_CS = const(1)

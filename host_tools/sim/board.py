@@ -26,12 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from host_tools.repo import simwire
 from host_tools.sim.ade7953 import NOISE_1S
 from host_tools.sim.console import Console
 from host_tools.sim.server import EPOCH_2000, Server, VirtualHardware
 
-W = simwire()
 DEFAULT_START = "2026-01-05T00:00:00"  # a Monday
 # The heap the VM gets. The unix port is a 64-bit build: object slots are 8 bytes instead of
 # a board's 4, and every module's bytecode is copied into the heap. Importing the whole
@@ -147,7 +145,8 @@ class SimBoard:
             env = {"METER_SIM_SOCKET": sock, "METER_SIM_RTC": self.rtc}
             self.console = Console(fs, env, self.heap_kb)
             self.hw.on_cut = self._on_cut
-            self.hw.on_reset = self._on_reset
+            self.hw.on_mcu_reset = self._on_mcu_reset
+            self.hw.on_soft_reset = self._on_soft_reset
             self.hw.console_waiting = self.console.input_waiting
             self.console.on_vm_gone = self.hw.vm_gone
             self.console.on_input = self.hw.console_input
@@ -310,16 +309,42 @@ class SimBoard:
         if boot_seconds:
             self.run(boot_seconds)
 
-    def _on_reset(self, kind: int) -> None:
-        """The firmware reset its MCU (machine.reset, soft_reset): a new VM, the chips powered."""
+    def _on_soft_reset(self) -> None:
+        """machine.soft_reset(): "MPY: soft reboot", a new VM runs main.py; the chips powered."""
         if self.console is not None:
-            self.console.mcu_reset(hard=kind == W.RESET_HARD)
+            self.console.soft_reboot()
 
     def _on_cut(self) -> None:
         if self.console is not None:
             self.console.power_off()
         if self.server is not None:
             self.server.drop()
+
+    def _on_mcu_reset(self) -> None:
+        """The MCU reset (its watchdog, machine.reset()): a new VM runs main.py; the
+        metering chip, the EEPROM, the RTC chip and the line never lost power."""
+        con = self.console
+        if con is None:
+            return
+        con.power_off()
+        if self.hw is not None and self.hw.powered:
+            con.power_on()
+
+    # ---- faults --------------------------------------------------------------------
+    def inject_fault(self, kind: str = "poll") -> None:
+        """A test hook: "poll" makes the firmware's next SPI transfer (a metering poll's
+        first chip read) raise RuntimeError in the VM; "hang" makes that transfer never
+        return, as a bus stuck low would, until the watchdog resets the MCU."""
+        if kind not in ("poll", "hang"):
+            raise ValueError("kind must be 'poll' or 'hang'")
+        hw = self._hw()
+        with hw.cv:
+            hw.inject = kind
+
+    @property
+    def mcu_resets(self) -> list[tuple[float, str]]:
+        """Every MCU reset so far: (virtual seconds, "watchdog" or "reset")."""
+        return list(self._hw().mcu_resets)
 
     # ---- time ----------------------------------------------------------------------
     def set_speed(self, speed: float) -> None:

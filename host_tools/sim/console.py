@@ -80,7 +80,6 @@ class Console:
         self.log = bytearray()  # everything the VM printed (bounded)
         self.tracebacks: list[str] = []
         self.reboots = 0  # soft reboots (a VM restarted after "MPY: soft reboot")
-        self.resets = 0  # MCU resets (machine.reset(): a VM restarted)
         self.on_vm_gone: Callable[[], None] | None = None  # the hardware forgets that VM's requests
         self.on_input: Callable[[], None] | None = None  # bytes were forwarded to the VM
         self._slave_path: str | None = None
@@ -149,18 +148,15 @@ class Console:
             self.powered = False
             self._kill()
 
-    def mcu_reset(self, hard: bool) -> None:
-        """The firmware asked for an MCU reset: a new VM runs main.py (a soft reset prints
-        "MPY: soft reboot" first, as a board does); the board stays powered."""
+    def soft_reboot(self) -> None:
+        """machine.soft_reset() in the firmware: "MPY: soft reboot", then a new VM runs main.py,
+        as a board does; the board stays powered."""
         with self._lock:
             if not self.powered or self._stop:
                 return
             self._kill()
-            if hard:
-                self.resets += 1
-            else:
-                self.reboots += 1
-                self._output(SOFT_REBOOT)
+            self.reboots += 1
+            self._output(SOFT_REBOOT)
             self._tail.clear()
             self.raw_mode = False
             self._spawn(raw=False)

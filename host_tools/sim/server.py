@@ -38,11 +38,19 @@ class PowerCut(Exception):
 
 
 class McuReset(Exception):
-    """The firmware asked for an MCU reset (machine.reset, soft_reset): its VM ends here."""
+    """The MCU reset (its watchdog, machine.reset()): this VM's connection ends here, a new
+    VM starts main.py; the metering chip, the EEPROM and the RTC chip keep their power."""
 
-    def __init__(self, kind: int) -> None:
-        super().__init__(kind)
-        self.kind = kind
+
+class SoftReset(Exception):
+    """machine.soft_reset(): this VM ends, a new one starts main.py; not a hardware reset (the
+    watchdog runs on, the reset cause stays), and the chips keep their power."""
+
+
+# How long a firmware may run without any bus call before the watchdog counts wall time:
+# virtual time moves only on sleeps and bus transfers, but a real MCU that computes for
+# its timeout without feeding is reset all the same.
+WDT_POLL_S = 0.2
 
 
 class VirtualHardware:
@@ -82,9 +90,8 @@ class VirtualHardware:
         # (page writes to let by, hold-up us, (lo, hi): only page writes at lo <= address < hi count)
         self.sag_on_write: tuple[int, int, tuple[int, int]] | None = None
         self.on_cut: Callable[[], None] | None = None
-        # an MCU reset the firmware asked for (kind: simwire.RESET_SOFT or RESET_HARD): the
-        # board restarts the VM, the chips keep power; called outside the lock
-        self.on_reset: Callable[[int], None] | None = None
+        # machine.soft_reset(): the board starts a new VM ("MPY: soft reboot"); outside the lock
+        self.on_soft_reset: Callable[[], None] | None = None
         # the firmware owns the USB console (OP_CONSOLE): console bytes wake its sleep, and a
         # ">>> " on the console is its own REPL's, not MicroPython's
         self.console_owned = False
@@ -95,6 +102,23 @@ class VirtualHardware:
         self.connected = False
         self.hello_count = 0
         self.ops = 0
+        # the MCU's watchdog (machine.WDT): armed by the firmware, reset on expiry
+        self.wdt_timeout_us = 0  # 0: not armed (a hardware reset disarms it)
+        self.wdt_due_us = 0
+        self.wdt_held = False  # fed by a timer (the REPL after m.stop())
+        self.wdt_last_wall = time.monotonic()  # the firmware's last bus call or reply
+        self.in_sleep = False  # the firmware waits in OP_SLEEP (it is not computing)
+        self.mcu_cause = W.RESET_POWER_ON  # what machine.reset_cause() reports
+        self.mcu_resets: list[tuple[float, str]] = []  # (virtual s, "watchdog" | "reset")
+        self.on_mcu_reset: Callable[[], None] | None = None  # SimBoard: a new VM runs main.py
+        self.inject: str | None = None  # SimBoard.inject_fault(): "poll" or "hang"
+        # the longest stretch between two feeds (or arming and the first feed), in virtual
+        # and in wall time: tests/bench/watchdog.py sets them to 0 and reads them per step
+        self.wdt_fed_us = 0
+        self.wdt_fed_wall = 0.0
+        self.wdt_longest_us = 0
+        self.wdt_longest_wall = 0.0
+        self._fault_once = False
         self._pins = {W.PIN_ADE_CS: 1, W.PIN_LCD_CS: 1, W.PIN_LCD_WR: 1, W.PIN_LCD_DATA: 1}
         self._reported = (0, 0)  # (optical bytes, flags) the firmware last saw
         self._apply_source()
@@ -111,13 +135,61 @@ class VirtualHardware:
         self.vt_us = t_us
 
     def spend(self, us: int) -> None:
-        """A bus transfer takes time; a pending power cut may fall inside it."""
+        """A bus transfer takes time; a pending power cut or watchdog reset may fall inside it."""
         target = self.vt_us + us
         if self.cut_at_us is not None and target >= self.cut_at_us:
             self.advance_to(self.cut_at_us)
             self.cut()
             raise PowerCut()
+        if self.wdt_armed() and target >= self.wdt_due_us:
+            self.advance_to(self.wdt_due_us)
+            self.mcu_reset(W.RESET_WATCHDOG, "watchdog")
         self.advance_to(target)
+
+    # ---- the MCU's watchdog and resets ---------------------------------------------------
+    def wdt_armed(self) -> bool:
+        return self.wdt_timeout_us > 0 and not self.wdt_held
+
+    def _wdt(self, v: int) -> None:
+        if v == W.WDT_HOLD:
+            self.wdt_held = True
+        elif v == W.WDT_FEED:
+            if self.wdt_timeout_us:
+                self.wdt_due_us = self.vt_us + self.wdt_timeout_us
+                now = time.monotonic()
+                self.wdt_longest_us = max(self.wdt_longest_us, self.vt_us - self.wdt_fed_us)
+                self.wdt_longest_wall = max(self.wdt_longest_wall, now - self.wdt_fed_wall)
+                self.wdt_fed_us, self.wdt_fed_wall = self.vt_us, now
+        else:  # machine.WDT(timeout=v): armed (again) from now
+            self.wdt_timeout_us = v * 1000
+            self.wdt_due_us = self.vt_us + self.wdt_timeout_us
+            self.wdt_held = False
+            self.wdt_fed_us, self.wdt_fed_wall = self.vt_us, time.monotonic()
+
+    def mcu_reset(self, cause: int, name: str) -> None:
+        """The MCU resets now: the VM is replaced (SimBoard.on_mcu_reset, called by the server
+        once this lock is released), the watchdog is disarmed, its UART FIFO is lost; the
+        chips, the EEPROM and the line keep going. Raises McuReset."""
+        self.mcu_cause = cause
+        self.wdt_timeout_us = 0
+        self.wdt_held = False
+        self.mcu_resets.append((self.vt_us / 1e6, name))
+        self.optical_rx.clear()
+        self._reported = (0, 0)
+        self.console_owned = False
+        self.vm_generation += 1  # whatever the old VM waited for ends now
+        self.cv.notify_all()
+        raise McuReset()
+
+    def wdt_wall_expired(self) -> bool:
+        """The firmware ran (no bus call, not asleep) for its watchdog timeout of wall time."""
+        return (
+            self.powered
+            and self.connected
+            and self.wdt_armed()
+            and not self.in_sleep
+            and time.monotonic() - self.wdt_last_wall > self.wdt_timeout_us / 1e6
+        )
 
     def time_limit(self) -> int:
         """How far a sleeping firmware may take virtual time right now."""
@@ -171,13 +243,6 @@ class VirtualHardware:
         with self.cv:
             self.cv.notify_all()
 
-    def mcu_reset(self) -> None:
-        """The MCU restarts (the VM ends; a new one boots): its UART and state are gone,
-        the chips keep power and state."""
-        self.optical_rx.clear()
-        self._reported = (0, 0)
-        self.console_owned = False
-
     def poll_optical(self) -> None:
         data = self.optical.read()
         if data:
@@ -186,6 +251,10 @@ class VirtualHardware:
     # ---- power ---------------------------------------------------------------------
     def power_on(self) -> None:
         self.powered = True
+        self.mcu_cause = W.RESET_POWER_ON
+        self.wdt_timeout_us = 0
+        self.wdt_held = False
+        self.inject = None
         self.cut_at_us = None
         self.cut_on_write = False
         self.cut_after_i2c_bytes = None
@@ -216,6 +285,7 @@ class VirtualHardware:
         self.cut_on_write = False
         self.cut_after_i2c_bytes = None
         self.sag_on_write = None
+        self.wdt_timeout_us = 0
         self.eeprom.power_cut(self.vt_us / 1e6)
         self.ade.power_down()
         self.source.line_live = False
@@ -229,6 +299,9 @@ class VirtualHardware:
         rx = len(self.optical_rx)
         fl = self.flags()
         self._reported = (rx, fl)
+        if self._fault_once:  # SimBoard.inject_fault("poll"): this reply makes the call raise
+            self._fault_once = False
+            fl |= W.FLAG_FAULT
         return (
             _REPLY.pack(
                 len(payload),
@@ -253,6 +326,14 @@ class VirtualHardware:
             self._pin(p[0], p[1])
             return None
         if code == W.OP_SPI:
+            if self.inject is not None:
+                kind, self.inject = self.inject, None
+                if kind == "hang":  # the firmware never comes back from this transfer
+                    if not self.wdt_timeout_us:
+                        raise ValueError("inject_fault('hang') with no watchdog armed")
+                    self.advance_to(max(self.vt_us, self.wdt_due_us))
+                    self.mcu_reset(W.RESET_WATCHDOG, "watchdog")
+                self._fault_once = True
             self.spend(W.SPI_US_PER_BYTE * (len(p) - 1))
             return self.ade.spi_exchange(p[1:])
         if code == W.OP_SLEEP:
@@ -289,13 +370,22 @@ class VirtualHardware:
             return None
         if code == W.OP_HELLO:
             self.hello_count += 1
-            return b""
+            return bytes((self.mcu_cause,))
+        if code == W.OP_WDT:
+            self._wdt(int.from_bytes(p[0:4], "little"))
+            return None
         if code == W.OP_CONSOLE:
             self.console_owned = bool(p[0])
             return None
         if code == W.OP_RESET:
-            self.mcu_reset()
-            raise McuReset(p[0])
+            if p[:1] == bytes((W.SOFT_RESET,)):
+                self.optical_rx.clear()  # the VM's UART object goes; the watchdog, the cause stay
+                self._reported = (0, 0)
+                self.console_owned = False
+                self.vm_generation += 1
+                self.cv.notify_all()
+                raise SoftReset()
+            self.mcu_reset(W.RESET_WATCHDOG, "reset")  # an RP2040 resets through its watchdog
         raise ValueError(f"unknown sim op 0x{code:02x}")
 
     def _pin(self, pin: int, level: int) -> None:
@@ -357,7 +447,13 @@ class VirtualHardware:
         return bytes([W.I2C_STATUS_ACK]) + data
 
     def _sleep(self, ms: int, gen: int) -> None:
-        deadline = self.vt_us + ms * 1000
+        self.in_sleep = True
+        try:
+            self._sleep_until(self.vt_us + ms * 1000, gen)
+        finally:
+            self.in_sleep = False
+
+    def _sleep_until(self, deadline: int, gen: int) -> None:
         cv = self.cv
         while True:
             self.poll_optical()
@@ -370,6 +466,9 @@ class VirtualHardware:
                     self.advance_to(self.cut_at_us)
                     self.cut()
                     raise PowerCut()
+                if self.wdt_armed() and target >= self.wdt_due_us:
+                    self.advance_to(self.wdt_due_us)
+                    self.mcu_reset(W.RESET_WATCHDOG, "watchdog")
                 self.advance_to(target)
                 continue
             self.sleeping = True
@@ -411,6 +510,25 @@ class Server:
         self._threads: list[threading.Thread] = []
         self._thread = threading.Thread(target=self._accept, name="sim-accept", daemon=True)
         self._thread.start()
+        self._watch_thread = threading.Thread(target=self._watch, name="sim-watchdog", daemon=True)
+        self._watch_thread.start()
+
+    def _watch(self) -> None:
+        """The watchdog in wall time: a firmware that computes (no bus call, not asleep) for
+        its whole timeout is reset as a real MCU would be (virtual time does not move then)."""
+        hw = self.hw
+        while not self._stop:
+            time.sleep(WDT_POLL_S)
+            with hw.cv:
+                if not hw.wdt_wall_expired():
+                    continue
+                try:
+                    hw.mcu_reset(W.RESET_WATCHDOG, "watchdog")
+                except McuReset:
+                    pass
+            if hw.on_mcu_reset is not None and not self._stop:
+                hw.on_mcu_reset()  # the old VM stopped first, then its connection
+            self.drop()
 
     def drop(self) -> None:
         """Forget the current connection (its VM was killed or replaced)."""
@@ -444,9 +562,14 @@ class Server:
             self._serve(conn, gen)
         except PowerCut:
             pass
-        except McuReset as reset:
-            if self.hw.on_reset is not None and not self._stop:
-                self.hw.on_reset(reset.kind)  # outside the lock: the board restarts the VM
+        except McuReset:
+            # outside the lock: stop this VM before its connection closes (it must not act on
+            # the hang-up), then start another
+            if self.hw.on_mcu_reset is not None and not self._stop:
+                self.hw.on_mcu_reset()
+        except SoftReset:
+            if self.hw.on_soft_reset is not None and not self._stop:
+                self.hw.on_soft_reset()
         except (OSError, ValueError, IndexError) as exc:
             # a VM killed by a power cut or a reboot just leaves; anything else is a fault
             if not self._stop and conn is self._conn and self.hw.powered and not isinstance(exc, OSError):
@@ -474,6 +597,7 @@ class Server:
             with hw.cv:  # one lock per batch: posted ops and the call they ride with
                 if gen != hw.vm_generation:
                     return
+                hw.wdt_last_wall = time.monotonic()
                 while len(buf) - pos >= 3:
                     code = buf[pos]
                     plen = buf[pos + 1] | buf[pos + 2] << 8
@@ -491,6 +615,7 @@ class Server:
             del buf[:pos]
             if replies:
                 conn.sendall(b"".join(replies))
+                hw.wdt_last_wall = time.monotonic()  # the firmware computes from here
 
     def close(self) -> None:
         self._stop = True
@@ -500,5 +625,6 @@ class Server:
         except OSError:
             pass
         self._thread.join(timeout=2)
+        self._watch_thread.join(timeout=2)
         for t in self._threads:
             t.join(timeout=2)
