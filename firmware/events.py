@@ -52,6 +52,11 @@ EV_PASSWORD_CHANGED = const(0x806)
 EV_DEMAND_SUSPENDED = const(0x808)  # data: the outage in seconds (0xFFFFFFFF unknown)
 EV_FIRMWARE_FAULT = const(0x809)  # data: resets.py's type index, module index, line (UINT16)
 EV_RESET = const(0x80A)  # the MCU restarted, the line on; data: resets.CAUSES index, downtime s (UINT16)
+# the USB console was used while sealed (console.py; once per burst of bytes, a burst
+# starting after 60 s of silence); data: what closed it (bit 0 the software seal, bit 1
+# the seal plug), the burst's first byte (0x03 Ctrl-C, 0x01 Ctrl-A: a tool breaking in),
+# the bytes of the burst before this one, counted in RAM (UINT16, 0xFFFF: as many or more)
+EV_CONSOLE_ACCESS = const(0x80B)
 EV_STOPPED = const(0x80D)  # metering stopped for the REPL (m.stop() at the console)
 EV_METERING_IC_RESET = const(0x810)  # metrology.EVENT_CHIP_RESET; data: the energy lost (UINT32)
 
@@ -61,7 +66,7 @@ LOGGED = (
     EV_DEMAND_RESET, EV_CONFIG_CHANGED, EV_CONFIGURATION_ERROR, EV_NONVOLATILE_MEMORY_FAILURE,
     EV_CLOCK_ERROR, EV_MEASUREMENT_ERROR, EV_LOW_BATTERY, EV_TAMPER, EV_BAD_PASSWORD, EV_LOCKOUT, EV_SEALED,
     EV_UNSEALED, EV_FIRMWARE_CHANGED, EV_DATA_CLEARED, EV_PASSWORD_CHANGED, EV_DEMAND_SUSPENDED,
-    EV_FIRMWARE_FAULT, EV_RESET, EV_STOPPED, EV_METERING_IC_RESET,
+    EV_FIRMWARE_FAULT, EV_RESET, EV_CONSOLE_ACCESS, EV_STOPPED, EV_METERING_IC_RESET,
 )  # fmt: skip
 
 DATA_LENGTH = const(4)

@@ -94,6 +94,11 @@ class Meter:
         self.resets = resets.Resets(self.storage)
         self.wdt = None  # the board's watchdog, armed by run()
         self._stop = False  # stop(): the loop returns at the end of this turn
+        self.console = None  # the USB console while metering (console.py); a test's fake board has none
+        if getattr(board, "console", None) is not None:
+            import console
+
+            self.console = console.Console(board, self)
 
     @property
     def energy(self):
@@ -113,7 +118,8 @@ class Meter:
         return self.billing.demand_reset()
 
     def _wake(self):
-        return self._uart.any() or self.metrology.irq_pending()
+        c = self.console
+        return self._uart.any() or self.metrology.irq_pending() or (c is not None and c.any())
 
     def _save_on_sag(self):
         """The line is failing (ADE7953 SAG, energy just read): save while the hold-up lasts."""
@@ -186,12 +192,19 @@ class Meter:
         clock = self.clock
         wake = self._wake
         wdt = self.wdt
+        con = self.console
+        if con is not None:
+            con.start()  # main.py took it already; a test's main.py may not have
         next_poll = time.ticks_add(clock.ticks_ms(), POLL_MS)
         while not self._stop:
             if self.metrology.irq_pending():
                 self.metrology.on_irq()
             self.link.feed_available()
             self.billing.apply_changes()  # a configuration the port just wrote
+            if con is not None and con.any():
+                con.serve()
+                if self._stop:
+                    continue  # m.stop() typed there: the loop ends now, not after a sleep
             if self.cal_step is not None:
                 self._calibrate()
                 next_poll = time.ticks_add(clock.ticks_ms(), POLL_MS)
@@ -213,6 +226,11 @@ class Meter:
 
         gc.collect()
         sys.print_exception(exc)
+        try:
+            if self.console is not None:
+                self.console.release()  # nobody serves it now: Ctrl-C and the REPL are MicroPython's
+        except Exception:  # noqa: BLE001 - the watchdog resets the board all the same
+            pass
         if self.booted:  # before that, RAM holds nothing the EEPROM lacks (the chip keeps the rest)
             try:
                 self.storage.save_registers(self.energy)  # the registers before anything else
@@ -234,6 +252,8 @@ class Meter:
         watchdog held (fed by a timer) so the REPL is not reset under the person using it.
         Ctrl-D (a soft reboot) meters again."""
         self._stop = True
+        if self.console is not None:
+            self.console.release()  # MicroPython's REPL gets the console (and Ctrl-C) back
 
     def _stopped(self):
         """The loop ended for the REPL: the watchdog held first (the person at the REPL must

@@ -1,6 +1,6 @@
 """meterctl: the bench technician's command line.
 
-    meterctl flash --board {pico,esp32,sim} --port PORT [--tool mpremote|ampy] [--compile]
+    meterctl flash --board {pico,esp32,sim} --port PORT [--tool mpremote|ampy] [--source]
     meterctl read|table|status|events|profile|watch|lcd --port OPTICAL ...   (readout.py)
     meterctl program|set-time|reset-demand|calibrate|seal|unseal --port OPTICAL ... (program.py)
     meterctl sim [--state DIR] [--speed X] [--rtc KIND] [--volts V --amps A --pf PF --hz F]
@@ -18,7 +18,6 @@ import json
 import signal
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -117,17 +116,30 @@ def _break_seal(args: argparse.Namespace) -> None:
 
 def cmd_flash(args: argparse.Namespace) -> int:
     from host_tools import flash, optical
-    from host_tools.c1218 import C1218Error, Client, Timeouts
 
     if not Path(args.port).exists():
         raise MeterctlError(
             f"no device at {args.port}", "is the board plugged in? `mpremote devs` lists the ports", optical.EXIT_PORT
         )
+    if args.source and flash.source_refusal(args.board):
+        raise MeterctlError(
+            f"--source is refused on board {args.board}: {flash.source_refusal(args.board)}",
+            "flash .mpy files: leave out --source",
+            EXIT_USAGE,
+        )
     if args.break_seal:
         _break_seal(args)
+    elif args.optical:
+        _refuse_if_sealed(args)
+    if not flash.console_answers(args.port, min(args.timeout, 10.0)):
+        raise MeterctlError(
+            f"the meter's console on {args.port} does not answer",
+            "a sealed meter (software seal or seal plug) closes its console: give --break-seal --password MASTER "
+            "--optical PORT, or pull the seal plug; else check that this is the board's USB console",
+            optical.EXIT_NO_ANSWER,
+        )
     state = flash.seal_state(args.port, args.tool, args.timeout)
-    if state == "sealed":
-        flash.soft_reboot(args.port, timeout=args.timeout)  # the check stopped main.py: meter on
+    if state == "sealed":  # an older firmware answers its console sealed
         raise MeterctlError(
             "the meter is sealed: flashing it would break the seal",
             "unseal it first, or give --break-seal --password MASTER --optical PORT",
@@ -135,33 +147,62 @@ def cmd_flash(args: argparse.Namespace) -> int:
         )
     if state == "unknown":
         print("warning: could not read the seal record (EEPROM not answering?); flashing anyway", file=sys.stderr)
-    files = flash.plan(args.board, compile=args.compile)
-    kind = "compiled .mpy" if args.compile else "source"
+    files = flash.plan(args.board, compile=not args.source)
+    kind = "source" if args.source else "compiled .mpy"
     print(f"flashing {len(files)} files ({kind}, board {args.board}) to {args.port} with {args.tool}", file=sys.stderr)
-    flash.flash(args.port, files, tool=args.tool, progress=_progress_bar, timeout=args.timeout)
+    removed = flash.flash(args.port, files, tool=args.tool, progress=_progress_bar, timeout=args.timeout)
+    if removed:
+        print(f"removed {len(removed)} stale twins: {', '.join(removed)}", file=sys.stderr)
     flash.verify(args.port, files, tool=args.tool, timeout=args.timeout)
     print(f"verified: {len(files)} files match by sha256", file=sys.stderr)
-    out = flash.soft_reboot(args.port, timeout=args.timeout)
-    if "Traceback" in out:
-        raise flash.FlashError("the firmware failed at boot:\n" + out.strip())
-    if args.optical:
-        deadline = time.monotonic() + args.timeout
-        while True:
-            try:
-                with Client.open(args.optical, timeouts=Timeouts(ack=1.0, response=1.0)) as client:
-                    std, ver, rev = client.identify()
-                break
-            except C1218Error:
-                if time.monotonic() > deadline:
-                    said = flash.console_tail(args.port)
-                    hint = f"; its console says:\n{said}" if said else ""
-                    raise flash.FlashError(
-                        f"the meter does not answer on {args.optical} after the reboot{hint}"
-                    ) from None
-        print(f"the meter answers on the optical port (C12.18 version {ver}.{rev})", file=sys.stderr)
-    else:
-        print("rebooted into main.py (give --optical PORT to check the meter answers)", file=sys.stderr)
+    failure = flash.boot_failure(flash.soft_reboot(args.port, timeout=args.timeout))
+    if failure:
+        raise MeterctlError(f"the firmware failed at boot: {failure}", _boot_hint(args), EXIT_FAILED)
+    try:
+        if args.optical:
+            check = flash.check_optical(args.optical, timeout=args.timeout)
+        else:
+            check = flash.check_console(args.port, args.tool, timeout=args.timeout)
+    except flash.FlashError as exc:
+        said = flash.boot_failure(flash.console_tail(args.port, 2.0))
+        raise MeterctlError(
+            f"flashed, but {exc}" + (f"; the console says: {said}" if said else ""),
+            _boot_hint(args),
+            optical.EXIT_NO_ANSWER,
+        ) from None
+    print(check.line(), file=sys.stderr)
     return EXIT_OK
+
+
+def _boot_hint(args: argparse.Namespace) -> str:
+    if args.source:
+        return "flash .mpy files (leave out --source): they need far less of the board's RAM"
+    return "see the board's console (mpremote connect PORT), or flash again"
+
+
+def _refuse_if_sealed(args: argparse.Namespace) -> None:
+    """With --optical, the seal is read there first (MT0, anonymous): a sealed meter's console
+    would not answer at all, this says why. A port that does not answer (a blank board, a
+    firmware that does not run) leaves the question to the console."""
+    from host_tools import optical
+    from host_tools.c1218 import TABLES, C1218Error, parse
+
+    try:
+        with optical.open_port(args.optical, 2.0) as client:  # a missing or busy probe: its own line
+            with client.session():
+                flags = parse(TABLES.MT0, client.read(TABLES.MFG + 0))["SEAL_FLAGS"]
+    except C1218Error:
+        return
+    if flags & TABLES.SEAL_SEALED:
+        raise MeterctlError(
+            "the meter is sealed: flashing it would break the seal",
+            "unseal it first, or give --break-seal --password MASTER --optical PORT",
+            optical.EXIT_REFUSED,
+        )
+    if flags & TABLES.SEAL_PLUG:
+        raise MeterctlError(
+            "the seal plug is in: the meter's console is closed", "pull the seal plug to flash", optical.EXIT_REFUSED
+        )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -201,8 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--board", required=True, choices=("pico", "esp32", "sim"))
     f.add_argument("--port", required=True, help="the board's USB console (REPL) port")
     f.add_argument("--tool", choices=("mpremote", "ampy"), default="mpremote")
-    f.add_argument("--compile", action="store_true", help="send .mpy files built by mpy-cross for the board")
-    f.add_argument("--optical", metavar="PORT", help="check the meter answers on this optical port afterwards")
+    form = f.add_mutually_exclusive_group()
+    form.add_argument("--compile", action="store_true",
+                      help="send .mpy files built by mpy-cross for the board (the default)")
+    form.add_argument("--source", action="store_true",
+                      help="send the .py sources (pico only: the simulated board and an ESP32 cannot compile "
+                           "them in their RAM)")
+    f.add_argument("--optical", metavar="PORT",
+                   help="read the seal there first, and check the meter answers there afterwards")
     f.add_argument("--timeout", type=_positive(float, "--timeout"), default=30.0, help="seconds per step (default 30)")
     f.add_argument("--break-seal", action="store_true",
                    help="flash a sealed meter: unseal it first with --password (master) over --optical")

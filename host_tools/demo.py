@@ -77,9 +77,9 @@ def _flash(console: str, optical: str, board_name: str) -> None:
 
     flash.flash(console, files, tool="mpremote", progress=progress, timeout=30)
     flash.verify(console, files, tool="mpremote", timeout=30)
-    out = flash.soft_reboot(console, timeout=15)
-    if "Traceback" in out:
-        raise flash.FlashError("the firmware failed at boot:\n" + out.strip())
+    failure = flash.boot_failure(flash.soft_reboot(console, timeout=15))
+    if failure:
+        raise flash.FlashError(f"the firmware failed at boot: {failure}")
     end = time.monotonic() + 20
     while True:
         try:

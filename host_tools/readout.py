@@ -391,6 +391,10 @@ def _event_detail(code: int, arg: bytes) -> str:
         return "outage unknown" if n == 0xFFFFFFFF else f"outage {n} s"
     if name == "METERING_IC_RESET":
         return f"lost {n / LSB_PER_WH:.4f} Wh"
+    if name == "CONSOLE_ACCESS":
+        closed = {1: "the software seal", 2: "the seal plug", 3: "the seal and the plug"}.get(arg[0], "?")
+        before = int.from_bytes(arg[2:4], "little")
+        return f"closed by {closed}, first byte 0x{arg[1]:02x}, {before} bytes in the burst before"
     if name == "FIRMWARE_FAULT":
         return fault_text(arg[0], arg[1], arg[2] | arg[3] << 8)
     if name == "RESET":

@@ -282,6 +282,7 @@ for chip in ("none", "mcu", "ds3231", "pcf8563"):
 out["rtcs"] = rtcs
 c = b.clock
 out["clock"] = [callable(getattr(c, m, None)) for m in ("ticks_ms", "ticks_us", "wait_until")]
+out["console"] = [callable(getattr(b.console, m, None)) for m in ("any", "readinto", "write", "take")]
 w = b.watchdog(8000)
 w.feed()
 w.hold()
@@ -381,6 +382,7 @@ def test_board_contract(board: str, tmp_path: Path) -> None:
         assert rtcs[chip]["on_board_i2c"] and rtcs[chip]["addresses"] == [addr], rtcs[chip]
         assert rtcs[chip]["back"] == [2026, 3, 8, 6, 14, 5, 9, 0]
     assert got["clock"] == [True, True, True]
+    assert got["console"] == [True, True, True, True], "board.console: any, readinto, write, take (stdio.py)"
     # The watchdog: machine.WDT with the timeout asked for (the RP2040 takes at most 8,388 ms),
     # fed on feed(); hold() feeds it from a timer at least twice per timeout.
     wdt = got["wdt"]

@@ -38,6 +38,7 @@ from micropython import const
 
 import rtc
 from clock import Clock
+from stdio import Stdio
 
 # Which clock keeps the time across a power cut (boards/pico/README.md, "Real-time clock"):
 #   "ds3231"  a Maxim DS3231 on the EEPROM's I2C bus at 0x68, with a coin cell or supercap
@@ -166,6 +167,8 @@ class Board:
         self.seal_plug = Pin(_SEAL_PLUG, Pin.IN, Pin.PULL_UP)
 
         self.clock = Clock()
+        # the USB console (REPL) as the meter owns it while it meters: firmware/stdio.py
+        self.console = Stdio()
 
     def set_optical_baud(self, baud: int) -> None:
         """Switch the optical port to ``baud`` (C12.18 negotiation), 8N1.

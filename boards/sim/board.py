@@ -11,23 +11,35 @@ METER_SIM_SOCKET. The firmware cannot tell it from a real board:
 
 The clock is virtual: it only moves when the host says so (a sleep, or the time a bus
 transfer takes), so a simulated day runs in seconds and the same seed gives the same run.
-No machine module is used here; hardware enters through the socket alone.
+No machine module is used here; hardware enters through the socket alone (machine.py
+beside this file is the board's `machine`: reset() and soft_reset() over the same wire).
+
+The USB console is the VM's stdin/stdout, a pseudo-terminal the host relays
+(host_tools/sim/console.py): the same stdio.Stdio as a Pico's, but the unix port turns
+Ctrl-C into an interrupt through the terminal's ISIG (kbd_intr(-1) would only give
+SIGINT its default action, which kills the VM), so taking the console switches ISIG off,
+and tells the host, which then wakes a sleeping firmware for console bytes as it does
+for optical ones.
 """
 
 import os
 import socket
+import termios
 import time
 
 import simwire as W
 from micropython import const
 
 import rtc
+from stdio import Stdio
 
 _OUT_SIZE = const(2048)
 _IN_SIZE = const(1024)
 _EPOCH_2000_IN_1970 = const(946684800)
 _WIRE_TICKS_MASK = const((1 << 30) - 1)  # the reply header carries ticks modulo 2**30
 _KEEP = object()  # Clock.wait_until without `silence`: the host keeps the deadline it was told
+_ISIG = const(0x0001)  # termios c_lflag bit on Linux: Ctrl-C raises SIGINT
+_live = None  # the board made last: machine.reset() goes over its link
 
 
 class _Link:
@@ -330,6 +342,25 @@ class UART:
         self._link.put_u32(i, baudrate)
 
 
+class Console(Stdio):
+    """The USB console: the VM's stdin/stdout (a pseudo-terminal on the host)."""
+
+    def __init__(self, link):
+        super().__init__()
+        self._link = link
+
+    def take(self, on):
+        attrs = termios.tcgetattr(0)
+        attrs[3] = attrs[3] & ~_ISIG if on else attrs[3] | _ISIG
+        termios.tcsetattr(0, termios.TCSANOW, attrs)
+        i = self._link.begin(W.OP_CONSOLE, 1)
+        self._link._out[i] = 1 if on else 0
+        try:
+            self._link.call(W.OP_SYNC, 0)  # the host knows before the next byte comes
+        except OSError:
+            pass  # the host is gone (a power cut): there is nobody to tell
+
+
 class Clock:
     """Virtual ticks: the same methods as firmware/clock.py's Clock on a real board."""
 
@@ -465,11 +496,14 @@ class Board:
             self.rtc = RTC(link)
             self.rtc_chip = "mcu" if kind == "battery" else "none"
         self.rtc_battery_backed = self.rtc_chip != "none"
+        self.console = Console(link)
         banner = b"sim"
         i = link.begin(W.OP_HELLO, len(banner))
         link.put(i, banner, len(banner))
         link.call(W.OP_HELLO, 0)
         self._cause = link.inbuf[0]
+        global _live
+        _live = self
 
     def watchdog(self, timeout_ms):
         """Arm the watchdog (as machine.WDT(timeout=...)): feed() it or the MCU resets."""
@@ -482,21 +516,32 @@ class Board:
 
     def reset(self):
         """machine.reset(): the MCU restarts (main.py runs); the chips keep their power."""
-        link = self._link
-        link.begin(W.OP_RESET, 0)
-        try:
-            link.call(W.OP_SYNC, 0)  # no reply comes: the host stops this VM
-        except OSError:
-            pass
-        while True:
-            time.sleep_ms(100)
+        restart(self._link)
 
     def soft_reset(self):
-        """machine.soft_reset(): the VM exits; the console starts it again with main.py."""
-        raise SystemExit
+        """machine.soft_reset(): the host starts a new VM, which prints "MPY: soft reboot" and
+        runs main.py; the MCU's watchdog runs on, as a board's does through a soft reset."""
+        restart(self._link, soft=True)
 
     def set_optical_baud(self, baud):
         self.optical.init(baudrate=baud)
+
+
+def restart(link=None, soft=False):
+    """Ask the host for a new VM: an MCU reset (machine.reset) or a soft reset. Never returns.
+    Without a link: the board made last (machine.py's calls), or a link of its own."""
+    if link is None:
+        link = _live._link if _live is not None else _Link(os.getenv("METER_SIM_SOCKET") or "")
+    if soft:
+        link._out[link.begin(W.OP_RESET, 1)] = W.SOFT_RESET
+    else:
+        link.begin(W.OP_RESET, 0)
+    try:
+        link.call(W.OP_SYNC, 0)  # no reply comes: the host stops this VM
+    except OSError:
+        pass
+    while True:
+        time.sleep_ms(100)
 
 
 def make():

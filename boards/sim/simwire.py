@@ -37,13 +37,19 @@ OP_I2C_WRITE = const(0x04)  # payload: addr, stop, data; reply payload: 1 = ACK,
 OP_I2C_READ = const(0x05)  # payload: addr, n; reply payload: status byte then n bytes
 OP_UART_READ = const(0x06)  # payload: u16 max; reply payload: the bytes taken
 OP_SYNC = const(0x07)  # no payload: flush posted ops, refresh the clock and flags
-OP_RESET = const(0x08)  # no payload, no reply: the MCU resets (machine.reset); the chips keep power
+# no reply: nothing (machine.reset: the MCU resets) or SOFT_RESET (machine.soft_reset: the VM
+# restarts, "MPY: soft reboot", the MCU's watchdog and reset cause as they were); either way
+# the host starts a new VM with main.py and the chips keep their power
+OP_RESET = const(0x08)
 # Posted ops: no reply; applied in order before the next synchronous op.
 OP_PIN = const(0x10)  # payload: pin id, level
 OP_UART_WRITE = const(0x11)  # payload: bytes to send on the optical port
 OP_UART_BAUD = const(0x12)  # payload: u32 baud rate
 OP_RTC_SET = const(0x13)  # payload: u32 seconds since 2000-01-01 (the MCU RTC; the RTC chips sit on I2C)
 OP_WDT = const(0x14)  # payload: u32: a timeout in ms arms the watchdog, 0 feeds it, 0xFFFFFFFF holds it
+OP_CONSOLE = const(0x15)  # payload: 1 = the firmware owns the USB console (Ctrl-C is a byte), 0 = the REPL has it
+
+SOFT_RESET = const(0x53)  # OP_RESET's payload for machine.soft_reset()
 
 REPLY_HEADER = const(17)
 SLEEP_NO_SILENCE = const(0xFFFFFFFF)  # OP_SLEEP's second word: no client-silence timer pending

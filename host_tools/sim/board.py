@@ -104,7 +104,7 @@ class SimBoard:
         self.speed = speed
         self.heap_kb = heap_kb
         self.flash = flash
-        self.compile = compile  # flash .mpy, as `meterctl flash --compile` does for a board
+        self.compile = compile  # flash .mpy, as `meterctl flash` does for a board
         # the board's time-keeping RTC (boards/sim/README.md): "ds3231" or "pcf8563", a chip on
         # the I2C bus with a backup cell; "volatile", a plain Pico's own RTC, lost at every
         # power-up; "battery", the MCU's own RTC kept by a battery
@@ -162,7 +162,10 @@ class SimBoard:
             self.console = Console(fs, env, self.heap_kb)
             self.hw.on_cut = self._on_cut
             self.hw.on_mcu_reset = self._on_mcu_reset
+            self.hw.on_soft_reset = self._on_soft_reset
+            self.hw.console_waiting = self.console.input_waiting
             self.console.on_vm_gone = self.hw.vm_gone
+            self.console.on_input = self.hw.console_input
             if self.boot:
                 self.power_on()
             self.hw.set_speed(self.speed)
@@ -359,6 +362,11 @@ class SimBoard:
         if boot_seconds:
             self.run(boot_seconds)
 
+    def _on_soft_reset(self) -> None:
+        """machine.soft_reset(): "MPY: soft reboot", a new VM runs main.py; the chips powered."""
+        if self.console is not None:
+            self.console.soft_reboot()
+
     def _on_cut(self) -> None:
         if self.console is not None:
             self.console.power_off()
@@ -445,7 +453,7 @@ class SimBoard:
             raise SimError(f"sim protocol error: {self.server.errors[-1]}")
         if not hw.powered:
             return
-        if not con.at_prompt:
+        if not con.at_prompt or hw.console_owned:  # the firmware's own prompt: it runs
             return
         if len(con.tracebacks) > self._tb_seen and not con.tracebacks[-1].endswith("KeyboardInterrupt:"):
             raise FirmwareCrashed(con.tracebacks[-1])

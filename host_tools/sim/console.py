@@ -1,6 +1,13 @@
 """The simulated board's USB console: the MicroPython VM behind a pseudo-terminal that
 behaves like a board's, so mpremote and ampy work unchanged (no `resume` needed).
 
+The firmware owns this console while it meters (firmware/console.py: the board's take()
+switches ISIG off and tells the hardware), and answers it itself: the relay only
+carries the bytes, and tells the hardware when it forwards some, so a firmware asleep in
+virtual time wakes for them as it does for optical-port bytes (VirtualHardware asks
+`input_waiting()` until the VM has read them). What follows is about MicroPython's own
+REPL: a blank board's, an older firmware's, or the REPL after `m.stop()`.
+
 The unix port differs from a board in three ways, and this relay evens them out:
 - Ctrl-C is only a byte to a script the unix port runs from a raw terminal: the VM's
   pseudo-terminal is made its controlling terminal and mp_boot.py turns ISIG on, so the
@@ -14,6 +21,7 @@ The unix port differs from a board in three ways, and this relay evens them out:
 
 from __future__ import annotations
 
+import array
 import fcntl
 import os
 import pty
@@ -23,15 +31,18 @@ import subprocess
 import sys
 import termios
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from host_tools.sim.ptys import Pty
 
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
+SOFT_REBOOT = b"MPY: soft reboot\r\n"
 FRIENDLY_PROMPT = b">>> "
 TRACEBACK = b"Traceback (most recent call last):"
 LOG_LIMIT = 256 * 1024
+INPUT_FRESH_S = 0.5  # after forwarding bytes, look this long for them in the VM's terminal
 BOOT_SCRIPT = Path(__file__).with_name("mp_boot.py")
 
 
@@ -68,8 +79,12 @@ class Console:
         self.powered = False
         self.log = bytearray()  # everything the VM printed (bounded)
         self.tracebacks: list[str] = []
-        self.reboots = 0
+        self.reboots = 0  # soft reboots (a VM restarted after "MPY: soft reboot")
         self.on_vm_gone: Callable[[], None] | None = None  # the hardware forgets that VM's requests
+        self.on_input: Callable[[], None] | None = None  # bytes were forwarded to the VM
+        self._slave_path: str | None = None
+        self._input_until = 0.0  # monotonic time until which the VM's terminal is looked at
+        self._input_seen = 0  # what input_waiting() last found
         self._tail = bytearray()
         self._stop = False
         self._thread = threading.Thread(target=self._relay, name="sim-console", daemon=True)
@@ -97,6 +112,7 @@ class Console:
             start_new_session=True,
             preexec_fn=_take_controlling_tty,
         )
+        self._slave_path = os.ttyname(slave)
         os.close(slave)
         os.set_blocking(master, False)
         self._vm_fd = master
@@ -107,6 +123,7 @@ class Console:
     def _kill(self) -> None:
         proc, fd = self.proc, self._vm_fd
         self.proc, self._vm_fd = None, None
+        self._slave_path = None
         if proc is not None and proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -131,6 +148,40 @@ class Console:
             self.powered = False
             self._kill()
 
+    def soft_reboot(self) -> None:
+        """machine.soft_reset() in the firmware: "MPY: soft reboot", then a new VM runs main.py,
+        as a board does; the board stays powered."""
+        with self._lock:
+            if not self.powered or self._stop:
+                return
+            self._kill()
+            self.reboots += 1
+            self._output(SOFT_REBOOT)
+            self._tail.clear()
+            self.raw_mode = False
+            self._spawn(raw=False)
+
+    def input_waiting(self) -> int:
+        """Bytes forwarded to the VM that it has not read yet (its terminal's input queue),
+        looked at only for a moment after a forward, or while some were waiting: the
+        hardware thread asks this as a firmware that owns the console goes to sleep."""
+        path = self._slave_path
+        if path is None or (not self._input_seen and time.monotonic() > self._input_until):
+            return 0
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            return 0
+        try:
+            n = array.array("i", [0])
+            fcntl.ioctl(fd, termios.FIONREAD, n, True)
+        except OSError:
+            n[0] = 0
+        finally:
+            os.close(fd)
+        self._input_seen = n[0]
+        return n[0]
+
     def close(self) -> None:
         with self._lock:
             self._stop = True
@@ -145,7 +196,8 @@ class Console:
 
     @property
     def at_prompt(self) -> bool:
-        """The VM waits at a REPL prompt: no script (no firmware) is running."""
+        """The console ends with a REPL prompt: MicroPython's, unless the firmware owns the
+        console (VirtualHardware.console_owned), whose own REPL prompts the same way."""
         t = bytes(self._tail)
         return t.endswith(FRIENDLY_PROMPT) or (self.raw_mode and t.endswith(b">"))
 
@@ -160,24 +212,31 @@ class Console:
                 ready, _, _ = select.select(fds, [], [], 0.2)
             except (OSError, ValueError):
                 continue
+            forwarded = False
             with self._lock:
                 if self._stop:
                     return
                 if self.port.master in ready:
-                    self._from_user(self.port.read())
+                    forwarded = self._from_user(self.port.read())
                 if vm_fd is not None and vm_fd == self._vm_fd:
                     if vm_fd in ready:
                         self._from_vm(vm_fd)
                     elif self.proc is not None and self.proc.poll() is not None:
                         self._from_vm(vm_fd)
+            if forwarded and self.on_input is not None:
+                self.on_input()  # outside the lock: the hardware thread takes its own
 
-    def _from_user(self, data: bytes) -> None:
+    def _from_user(self, data: bytes) -> bool:
+        """Forward the user's bytes to the VM; True if some went."""
         if not data or not self.powered:
-            return  # an unpowered board hears nothing
+            return False  # an unpowered board hears nothing
         if self._booting_raw:
             self._pending_input += data
-            return
+            return False
+        self._input_until = time.monotonic() + INPUT_FRESH_S  # before: a full terminal waits for the VM
         self._to_vm(data)
+        self._input_until = time.monotonic() + INPUT_FRESH_S
+        return True
 
     def _to_vm(self, data: bytes) -> None:
         if self._vm_fd is None:
@@ -187,7 +246,8 @@ class Console:
             try:
                 n = os.write(self._vm_fd, view)
                 view = view[n:]
-            except BlockingIOError:
+            except BlockingIOError:  # the VM's terminal is full: the VM reads it (woken meanwhile)
+                self._input_until = time.monotonic() + INPUT_FRESH_S
                 select.select([], [self._vm_fd], [], 0.05)
             except OSError:
                 return
@@ -255,7 +315,7 @@ class Console:
         if not self.powered or self._stop:
             return
         self.reboots += 1
-        self._output(b"MPY: soft reboot\r\n")
+        self._output(SOFT_REBOOT)
         self._tail.clear()
         self._spawn(raw=raw)
 
@@ -265,4 +325,6 @@ class Console:
     def interrupt(self) -> None:
         """Ctrl-C as a person would type it."""
         with self._lock:
-            self._from_user(b"\x03")
+            forwarded = self._from_user(b"\x03")
+        if forwarded and self.on_input is not None:
+            self.on_input()

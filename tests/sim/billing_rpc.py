@@ -1,7 +1,8 @@
 """Talk to the running meter on the simulated board without stopping it (issue 5's tests).
 
-`mpremote resume exec` stops main.py; the billing tests need to look at the meter and act on
-it (set the time, reset demand) while it keeps metering. So the board gets a main.py that
+The billing tests look at the meter and act on it (set the time, reset demand) while it
+keeps metering. (`mpremote resume exec` now runs code inside the running meter too,
+firmware/console.py; this file's RPC runs each call at a poll.) So the board gets a main.py that
 builds the meter, applies test settings and, after each poll, runs the code of a file the
 test drops into the board's filesystem (state_dir/fs is its "/"):
 

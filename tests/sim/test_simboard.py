@@ -203,7 +203,9 @@ def test_firmware_exception_while_running_fails_the_run(tmp_path):
 
 
 def test_a_board_that_is_not_running_is_reported_not_waited_for(sim):
-    sim.console.interrupt()  # Ctrl-C: main.py stops, the REPL waits
+    sim.console.interrupt()  # Ctrl-C: the meter's own prompt (console.py); it meters on
+    sim.run(10)
+    _resume_exec(sim, "m.stop()")  # stopped: MicroPython's REPL waits
     with pytest.raises(SimError, match="not running"):
         sim.run(10)
 
@@ -233,12 +235,14 @@ def test_the_heap_after_boot_is_no_kinder_than_a_pico_s(sim):
 
 
 def test_the_stopped_firmware_can_still_use_its_board_at_the_repl(sim):
-    """After Ctrl-C the REPL keeps `m`; its bus link recovers from the interrupted call."""
+    """After m.stop() the REPL keeps `m`, and its board's link."""
+    _resume_exec(sim, "m.stop()")
     sim.set_seal_plug(True)
     assert _resume_exec(sim, "m.board.clock.sync(); print(m.board.seal_plug.value())") == "0"
     sim.set_seal_plug(False)
     assert _resume_exec(sim, "m.board.clock.sync(); print(m.board.seal_plug.value())") == "1"
-    # a second board at the REPL replaces the first connection instead of hanging
+    # a second board at the REPL replaces the first connection instead of hanging (inside a
+    # running meter it would cut the meter off its hardware: flash.py never makes one there)
     out = _resume_exec(sim, "import board; b2 = board.make(); print(b2.i2c.scan())")
     assert out == "[80, 104]"  # the 24LC256 at 0x50, and at 0x68 the DS3231: the default RTC chip
 

@@ -3,8 +3,8 @@ the save policy, boot restore, bit flips, a blank, missing or failing EEPROM, th
 24LC512 by configuration and the log rings.
 
 The EEPROM image is judged on the host with the reader in test_storage_image.py; what the
-firmware holds in RAM is asked over the console (mpremote `resume exec`, which stops
-main.py: a power cycle starts it again). The power-cut torture: test_storage_torture.py.
+firmware holds in RAM is asked over the console (mpremote `resume exec`: the code runs
+inside the running meter, firmware/console.py). The power-cut torture: test_storage_torture.py.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ HOLD_UP_MS = holdup.hold_up_ms(60.0)
 
 
 def fw(board: SimBoard, code: str) -> str:
-    """Run code in the firmware's VM beside the meter `m` (stops main.py) and return its output."""
+    """Run code in the running meter, where `m` is (console.py), and return its output."""
     r = subprocess.run(
         [str(MPREMOTE), "connect", board.console_port, "resume", "exec", textwrap.dedent(code)],
         capture_output=True,
@@ -64,7 +64,7 @@ def status_bits(board: SimBoard) -> int:
 
 
 def restart(board: SimBoard, volts: float = 240.0) -> None:
-    """Power-cycle at no load (after fw() stopped main.py, or to reboot)."""
+    """Power-cycle at no load (to reboot)."""
     board.power_off()
     board.set_load(volts, 0.0)
     board.power_on()
