@@ -118,6 +118,15 @@ for pkt in REQS:
     step('port')
 out["codes"] = codes
 
+con = b.console  # mpremote's exec over the USB console: the raw REPL (firmware/repl.py)
+for data in (b"\\r\\x03\\x03\\x01", b"print(m.energy.delivered_wh)\\x04"):
+    con.tx_n = 0
+    con.put(data)
+    while m.console.any():
+        m.console.serve()
+    step('console')
+out["console"] = bytes(con.tx[0 : con.tx_n]).decode()
+
 import calibration
 step('calibration')
 del sys.modules["calibration"]
@@ -130,8 +139,8 @@ out["steps"] = steps
 print("RESULT " + json.dumps(out))
 ee = b.i2c.mem
 import binascii
-for i in range(0, len(ee), 256):  # the EEPROM for the reboot, a page at a time
-    print("EE " + binascii.hexlify(ee[i : i + 256]).decode())
+for i in range(0, len(ee), 64):  # the EEPROM for the reboot, a page at a time
+    print("EE " + binascii.hexlify(ee[i : i + 64]).decode())
     gc.collect()
 """
 
@@ -182,6 +191,8 @@ def test_the_firmware_runs_in_the_smallest_board_heap(rom: bytes) -> None:
     print(out, again)
     assert out["codes"] == [0] * 6, "every optical-port request answered OK"
     assert out["delivered_wh"] > 0, "it metered"
+    assert out["console"].endswith("OK\x04\x04>"), "the raw REPL ran the code, no error"
+    assert str(out["delivered_wh"]) in res.stdout.splitlines(), "its print went to sys.stdout (the console)"
     assert again["restored_wh"] >= out["delivered_wh"], "the reboot restored the registers"
     assert out["harness"] + out["peak"] < heap_kb * 1024, "in the heap with no collection inside a step"
     assert again["harness"] + again["peak"] < heap_kb * 1024, "the reboot too"

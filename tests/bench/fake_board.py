@@ -211,6 +211,18 @@ class UART:
         pass
 
 
+class Console(UART):
+    # the USB console (firmware/stdio.py's contract); what console code prints goes to
+    # sys.stdout, as on a board, and the raw REPL's frame to write()
+    def __init__(self):
+        super().__init__()
+        self.rx = bytearray(64)
+        self.tx = bytearray(64)
+
+    def take(self, on):
+        pass
+
+
 class Clock:
     # the firmware's time: 1000 ms per poll, moved by the benchmark; ticks_us is real
     def __init__(self):
@@ -255,6 +267,7 @@ class Board:
         self.lcd_wr = CPin()
         self.lcd_data = CPin()
         self.optical = UART()
+        self.console = Console()
         self.seal_plug = Pin(1)
         self.cf1 = Pin(1)
 
