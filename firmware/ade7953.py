@@ -311,15 +311,21 @@ class ADE7953:
             if addr in s:
                 self._write(addr, s[addr])
         t.write(DISNOLOAD, s.get(DISNOLOAD, 0))
-        v = self._verify  # rebuilt in place (no new list on a fragmented heap)
+        for addr in self._verify_list():
+            self._check(addr)
+        self.resets += 1
+
+    def _verify_list(self):
+        """The registers `settings` sets, in write order, then DISNOLOAD: what is checked.
+        Rebuilt in place (no new list on a fragmented heap)."""
+        s = self.settings
+        v = self._verify
         del v[:]
         for addr in _ORDER:
             if addr in s:
                 v.append(addr)
         v.append(DISNOLOAD)
-        for addr in v:
-            self._check(addr)
-        self.resets += 1
+        return v
 
     def adopt(self):
         """After an MCU-only restart: True if the chip kept its power and still holds
@@ -333,13 +339,7 @@ class ADE7953:
         s[SAGLVL] = t.read(SAGLVL)
         s[PHCALA] = t.read(PHCALA)
         s[PHCALB] = t.read(PHCALB)
-        v = self._verify  # rebuilt in place, as begin() does
-        del v[:]
-        for addr in _ORDER:
-            if addr in s:
-                v.append(addr)
-        v.append(DISNOLOAD)
-        for addr in v:
+        for addr in self._verify_list():
             got = t.read(addr)
             if addr == ACCMODE:
                 got &= _ACCMODE_RW
