@@ -38,10 +38,10 @@ DEFAULT_START = "2026-01-05T00:00:00"  # a Monday
 # The Pico (official MicroPython v1.28 rp2 image, GC heap 245,888 B) has 135,456 B free after
 # booting this firmware from .mpy files, the largest free block 30.6 KB (../shared/rp2). This
 # VM is a 64-bit build (8-byte object slots, not 4) and, like the Pico with .mpy files, keeps
-# the bytecode in its heap: the same firmware holds 165.5 KB of it after boot where it holds
+# the bytecode in its heap: the same firmware holds 165.7 KB of it after boot where it holds
 # 110.4 KB of the Pico's. Anything allocated later costs here at least the bytes it costs on
 # the Pico (byte buffers the same, objects up to twice), so a VM with no more free bytes after
-# boot than the Pico runs out first. 292 KB leaves 129.9 KB free after boot (96 % of the
+# boot than the Pico runs out first. 292 KB leaves 129.8 KB free after boot (96 % of the
 # Pico's: a 5 KB margin for how the two figures were taken; tests/bench/sim_speed.py measures
 # it, boards/sim/README.md has the table, tests/sim/test_simboard.py checks the rule). The
 # largest free block after boot stays kinder than the Pico's, and no heap size near this one
