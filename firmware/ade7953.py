@@ -91,6 +91,7 @@ IRQ_RESET = const(1 << 20)  # always enabled: the chip says it (re)started
 NOLOAD_ALL = const(0x07)  # DISNOLOAD: active, reactive and apparent detection off
 _ACCMODE_RW = const(0x3FF)  # bits 10..21 of ACCMODE are live status, not settings
 _READY_TIMEOUT_MS = const(200)  # the datasheet: ready ~66 ms after power-up; wait no longer
+_POWER_UP_MS = const(100)  # past the ~66 ms a chip powered up with the MCU takes to be ready
 ENERGY_LSB_PER_S_FS = const(206900)  # energy LSB/s at full-scale inputs and unity gain
 POWER_FS = const(4862401)  # AWATT code at full-scale inputs
 RMS_FS = const(9032007)  # VRMS / IRMS code at full-scale inputs
@@ -332,9 +333,11 @@ class ADE7953:
         `settings` (CONFIG locked, every setting read back), so metering goes on with no
         reset and the energy it counted meanwhile is taken by the next read. SAGLVL and
         PHCALA/B, which follow the line, are taken from the chip. Nothing is written."""
+        clock = self._clock  # a chip that came up with the MCU is not read before it is ready
+        clock.wait_until(time.ticks_add(clock.ticks_ms(), _POWER_UP_MS), None)
         t = self._t
         if t.read(CONFIG) != _CONFIG_LOCKED:
-            return False
+            return False  # its reset value: it was powered up, not kept
         s = self.settings
         s[SAGLVL] = t.read(SAGLVL)
         s[PHCALA] = t.read(PHCALA)

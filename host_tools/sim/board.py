@@ -35,20 +35,18 @@ from host_tools.sim.server import EPOCH_2000, RTC_KINDS, Server, VirtualHardware
 
 DEFAULT_START = "2026-01-05T00:00:00"  # a Monday
 # The heap the VM gets: as close to a Raspberry Pi Pico's as this VM allows, never kinder.
-# The Pico (official MicroPython v1.28 rp2 image, GC heap 245,888 B) has 135,456 B free after
-# booting this firmware from .mpy files, the largest free block 30.6 KB (../shared/rp2). This
-# VM is a 64-bit build (8-byte object slots, not 4) and, like the Pico with .mpy files, keeps
-# the bytecode in its heap: the same firmware holds 165.7 KB of it after boot where it holds
-# 110.4 KB of the Pico's. Anything allocated later costs here at least the bytes it costs on
-# the Pico (byte buffers the same, objects up to twice), so a VM with no more free bytes after
-# boot than the Pico runs out first. 292 KB leaves 129.8 KB free after boot (96 % of the
-# Pico's: a 5 KB margin for how the two figures were taken; tests/bench/sim_speed.py measures
-# it, boards/sim/README.md has the table, tests/sim/test_simboard.py checks the rule). The
-# largest free block after boot stays kinder than the Pico's, and no heap size near this one
-# changes that: 37 KB after a first boot, 44 KB after a boot from the EEPROM (at every heap
-# from 282 to 296 KB). What a 32-bit board needs is measured on a 32-bit VM
-# (tests/test_board_heap.py).
-DEFAULT_HEAP_KB = 292
+# The Pico (official MicroPython v1.28 rp2 image, GC heap 245,888 B) had 135,456 B free after
+# booting this firmware from .mpy files as it was before its console and RTC drivers, the
+# largest free block 30.6 KB (../shared/rp2); a 32-bit VM (tests/bench/heap32.py) puts
+# today's firmware 12.4 KB higher, so about 122 KB free on the Pico (estimated). This VM is
+# a 64-bit build (8-byte object slots, not 4) and, like the Pico with .mpy files, keeps the
+# bytecode in its heap. Anything allocated later costs here at least the bytes it costs on
+# the Pico (byte buffers the same, objects up to twice), so a VM with no more free bytes
+# after boot than the Pico runs out first. 316 KB leaves 114.3 KB free after boot (94 % of
+# the estimate, below the measured figure: tests/sim/test_simboard.py checks it;
+# tests/bench/sim_speed.py measures it, boards/sim/README.md has the table). What a 32-bit
+# board needs is measured on a 32-bit VM (tests/test_board_heap.py).
+DEFAULT_HEAP_KB = 316
 PICO_FREE_AFTER_BOOT = 135_456  # B, gc.mem_free() on the emulated Pico (../shared/rp2/README.md)
 BOOT_SECONDS = 1.0  # virtual time power_on() gives the firmware to bring its chips up
 

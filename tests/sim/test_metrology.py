@@ -480,8 +480,7 @@ class NoUnlock(ade7953.SpiTransport):
             return  # a driver that forgets the mandatory unlock pair
         super().write(addr, value)
 met.ade._t = NoUnlock(m.board.ade_spi, m.board.ade_cs)
-met.running = False
-met.begin()
+met._restart(1)  # a full bring-up (begin() would adopt the running chip: nothing to unlock)
 met.poll()
 """
 
