@@ -18,12 +18,13 @@ import pytest
 from billing_rpc import EPOCH, MeterRPC, secs
 
 from host_tools.sim import SimBoard
+from host_tools.sim.board import DEFAULT_HEAP_KB
 
 pytestmark = pytest.mark.sim_only
 
 REPO = Path(__file__).resolve().parents[2]
 MICROPYTHON = Path(sys.executable).parent / "micropython"
-HEAP_KB = 220
+HEAP_KB = DEFAULT_HEAP_KB  # the simulated board's (host_tools/sim/board.py)
 TOU_SEASONS, TOU_HOLIDAYS, TOU_SCHEDULE = 0x40, 0x41, 0x42
 WEEKDAY, SATURDAY, SUNDAY, HOLIDAY = 0, 1, 2, 3
 
