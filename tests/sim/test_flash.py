@@ -79,7 +79,7 @@ def test_source_is_refused_on_the_simulated_board_and_the_esp32(sim, tmp_path):
         assert r.returncode == 2, r.stderr
         [line] = r.stderr.strip().splitlines()
         assert line.startswith(f"meterctl: --source is refused on board {board}: ")
-        assert "MemoryError at 280 and 288 KB" in line if board == "sim" else "90-110 KB free" in line
+        assert "MemoryError in its 316 KB" in line if board == "sim" else "90-110 KB free" in line
     assert {p.name: p.stat().st_mtime_ns for p in (sim.state_dir / "fs").iterdir()} == before
     r = meterctl("flash", "--board", "sim", "--port", sim.console_port, "--source", "--compile")
     assert r.returncode == 2 and "not allowed with argument" in r.stderr
