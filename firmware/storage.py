@@ -215,35 +215,30 @@ class Storage:
             else:
                 d_at.append(addr | n << 16)
                 d_seq.append(records.sequence(hdr))
-        base = None
-        while True:
-            i = _newest(b_seq)
-            if i < 0:
-                break
-            seq, at = b_seq[i], b_at[i]
-            b_seq[i] = -1
-            rec = self._record(at & 0xFFFF, _KIND_BASE, at >> 16)
-            if rec is not None:
-                base = (seq, at & 0xFFFF, rec)
-                break
+        base = self._take_newest(b_seq, b_at, _KIND_BASE, -1)
         top = base[0] if base else 0
         while True:
-            i = _newest(d_seq)
-            if i < 0:
-                break
-            seq, at = d_seq[i], d_at[i]
-            d_seq[i] = -1
-            if base is not None and seq < base[0]:
-                break  # older than the base: made on another one
-            rec = self._record(at & 0xFFFF, _KIND_DELTA, at >> 16)
-            if rec is None:
-                continue
-            top = max(top, seq)
+            delta = self._take_newest(d_seq, d_at, _KIND_DELTA, base[0] if base else -1)
+            if delta is None:
+                return base, None, top  # none left, or the rest older than the base
+            top = max(top, delta[0])
             if base is None:
-                break
-            if not (rec[3] ^ base[2][3]) & _GEN_MASK:
-                return base, (seq, at & 0xFFFF, rec), top
-        return base, None, top
+                return base, None, top
+            if not (delta[2][3] ^ base[2][3]) & _GEN_MASK:
+                return base, delta, top
+
+    def _take_newest(self, seqs, ats, kind, oldest):
+        """The newest whole record of kind among the candidates, taken out of them:
+        (seq, addr, record), or None when none is left at sequence `oldest` or newer."""
+        while True:
+            i = _newest(seqs)
+            if i < 0 or seqs[i] < oldest:
+                return None
+            seq, at = seqs[i], ats[i]
+            seqs[i] = -1
+            rec = self._record(at & 0xFFFF, kind, at >> 16)
+            if rec is not None:
+                return seq, at & 0xFFFF, rec
 
     def _apply(self, energy, base, delta):
         """Set energy to base + delta and hand extra its bytes. A record written before

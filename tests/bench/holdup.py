@@ -121,14 +121,6 @@ def line_failures(board: SimBoard, probe: Probe, hz: float, steps: int, rng: ran
     return {"detection": det, "need": need, "loss": loss}
 
 
-def _near_a_base(ee) -> None:
-    """A chip whose next periodic save writes a new base (tests/sim/test_storage.py)."""
-    words = [0] * len(image.parts())
-    words[0] = image.C["_BASE_DUE"] - 200 * image.LSB_PER_WH
-    ee.load_bytes(0, b"\xff" * ee.size)
-    image.load_base(ee, {}, seq=1, gen=1)
-    image.load_delta(ee, words, seq=2, gen=1, slot=0)
-
 
 def in_cycle(board: SimBoard, probe: Probe, hz: float, hold_up_ms: float = LONG_MS) -> list[tuple[str, float, float]]:
     """The warning as each page of a new base and of the state record starts its cycle, and
@@ -143,7 +135,7 @@ def in_cycle(board: SimBoard, probe: Probe, hz: float, hold_up_ms: float = LONG_
     cases += [(f"state read-back page {k}", -k, (STATE, STATE_END), False) for k in range(1, 5)]
     for name, k, area, base in cases:
         if base:
-            _near_a_base(ee)
+            image.near_a_base(ee)
         board.set_load(VOLTS, 0.0, hz=hz)
         board.power_on()
         before = image.newest_registers(ee.dump())

@@ -298,14 +298,6 @@ def test_a_new_base_cut_at_any_of_its_pages_leaves_the_registers_of_its_save(ide
     assert image.newest_registers(ee.dump()).wh("delivered") > before.wh("delivered")
 
 
-def _near_a_base(ee) -> None:
-    """A chip whose next periodic save writes a new base (a delta word 200 Wh short of it)."""
-    words = [0] * len(image.parts())
-    words[0] = image.C["_BASE_DUE"] - 200 * image.LSB_PER_WH
-    ee.load_bytes(0, b"\xff" * ee.size)
-    image.load_base(ee, {}, seq=1, gen=1)
-    image.load_delta(ee, words, seq=2, gen=1, slot=0)
-
 
 # (line Hz, write cycles the hold-up allows for): 2 covers the cycle in flight and the warning's
 # own; 1 is too little when the warning lands as a cycle starts
@@ -325,7 +317,7 @@ def test_a_sag_during_a_new_base_stops_it_and_saves_everything(ideal, hz, cycles
     save_wh = image.save_wh()
     pages = 4  # a base record's pages (as in the test above)
     for k in range(1, 2 * pages + 1):  # every page of copy A, then of copy B
-        _near_a_base(ee)
+        image.near_a_base(ee)
         before = image.newest_registers(ee.dump())
         ideal.set_load(240.0, 0.0, hz=hz)
         ideal.power_on()

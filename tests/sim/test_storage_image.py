@@ -250,6 +250,15 @@ def load_delta(eeprom, words: list[int], seq: int, gen: int = 1, slot: int = 0, 
     return addr
 
 
+
+def near_a_base(eeprom) -> None:
+    """A chip whose next periodic save writes a new base (a delta word 200 Wh short of it)."""
+    words = [0] * len(parts())
+    words[0] = C["_BASE_DUE"] - 200 * LSB_PER_WH
+    eeprom.load_bytes(0, b"\xff" * eeprom.size)
+    load_base(eeprom, {}, seq=1, gen=1)
+    load_delta(eeprom, words, seq=2, gen=1, slot=0)
+
 # --- the reader against the firmware ----------------------------------------------------
 
 pytestmark = pytest.mark.sim_only
