@@ -23,7 +23,11 @@ except ImportError:  # CPython: host tools and tests read the ids from here
 
 
 # --- metrology and calibration (issue 3) ---
-ELEMENTS = const(0x01)  # 1: one element, channel A; 2: 1.5 element, channels A and B
+# ELEMENTS: the meter form, i.e. how the voltage input is wired (metrology.py). 1 = Form 1S:
+# 1 element, 2 wire, voltage input across the two wires, channel A: energy = V x I_A.
+# 2 = Form 2S: 1.5 element, 3 wire 120/240 V, voltage input across the two hot legs
+# (240 V), channel A on leg A, B on leg B: energy = V_AB x (I_A + I_B) / 2.
+ELEMENTS = const(0x01)
 CT_REVERSE_A = const(0x02)  # 1: channel A's current transformer is wired reversed
 CT_REVERSE_B = const(0x03)
 KH_MWH = const(0x04)  # meter constant Kh, mWh per CF1 pulse (1000 = 1.0 Wh)

@@ -50,6 +50,7 @@ MT0, MT1, MT2 = T.MFG + 0, T.MFG + 1, T.MFG + 2
 PASSWORD_LEVELS = ("reader", "programmer", "master")  # MT2: 20 bytes each, in this order
 DAY_TYPES = ("weekday", "saturday", "sunday", "holiday")  # tou.py WEEKDAY .. HOLIDAY
 ID_STYLES = ("DE/NG", "TX/RX")  # config.ID_STYLE 0, 1
+FORMS = ("1S", "2S")  # config.ELEMENTS 1, 2: the meter form (config.py, metrology.py)
 DISPLAY_ITEM_CONSTANTS = {
     "delivered": "ITEM_DELIVERED", "received": "ITEM_RECEIVED", "net": "ITEM_NET",
     "max_demand": "ITEM_MAX_DEMAND", "tier": "ITEM_TOU_TIER", "date": "ITEM_DATE", "time": "ITEM_TIME",
@@ -147,6 +148,8 @@ def render(key: int, value: int | bytes) -> str:
             return "true" if value else "false"
         if key == c.ID_STYLE:
             return ID_STYLES[value] if 0 <= value < len(ID_STYLES) else str(value)
+        if key == c.ELEMENTS:
+            return repr(FORMS[value - 1]) if 1 <= value <= len(FORMS) else str(value)
         return str(value)
     if key == c.DISPLAY_ITEMS:
         names = {code: name for name, code in display_items().items()}
@@ -272,8 +275,15 @@ def load_config(path: str | Path) -> Settings:
 
 
 def _check_metrology(ck: _Checker, table: Any) -> None:
-    t = ck.keys("metrology", table, ("elements", "kh_wh", "ct_reversed_a", "ct_reversed_b"))
-    if "elements" in t:
+    t = ck.keys("metrology", table, ("form", "elements", "kh_wh", "ct_reversed_a", "ct_reversed_b"))
+    if "form" in t:  # `elements` is its old name: 1 = "1S", 2 = "2S"
+        if "elements" in t:
+            ck.fail("metrology.elements", "give form or elements (its old name), not both")
+        form = ck.string("metrology.form", t["form"])
+        if form not in FORMS:
+            ck.fail("metrology.form", f"{form!r} is not one of {' or '.join(repr(f) for f in FORMS)}")
+        ck.add("metrology.form", config.ELEMENTS, FORMS.index(form) + 1)
+    elif "elements" in t:
         ck.add("metrology.elements", config.ELEMENTS, ck.integer("metrology.elements", t["elements"], 1, 2))
     if "kh_wh" in t:
         kh = t["kh_wh"]
