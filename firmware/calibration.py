@@ -8,8 +8,12 @@
     m.run()                                   # the meter, calibrated (run() skips boot())
 
 Each call is one step at the load the bench applies (volts, amps, PF as the reference
-standard states them; amps on every element in use, i.e. the same current through A and
-B on a 1.5 element meter). The step waits (up to wait_s of board time) until the chip
+standard states them; amps on every element in use). A Form 2S meter is calibrated as
+benches do it: the voltage across its voltage input (the legs', 240 V) and the same
+current through both current elements in series. Its reference standard then reads
+V_AB x (I_A + I_B) / 2 = volts x amps, and so does each channel of the chip (V_AB x I):
+each channel's gain is found against volts x amps, as on 1S, and the metrology's
+(A + B) / 2 is then right. The step waits (up to wait_s of board time) until the chip
 sees that load (voltage and current within 10 %, PF within 0.05), lets it settle, then
 integrates the chip's energy registers over `seconds` of board time (the board's clock:
 virtual time on the simulated board) and compares them with volts x amps x PF x time.

@@ -11,13 +11,30 @@ and 0.1 mvarh, 0.1 mVAh): the nominal gain follows from the board's front end
 (v_ratio, i_ratio_milli) and calibration corrects it for the real parts. Every register
 is then an exact small-int sum (Wh + a residue below 10,000): no float, no drift, ever.
 
+Meter forms (config.ELEMENTS; ../shared/reference/field.md, "Meter forms"). Form 1S
+(ELEMENTS = 1): 1 element, 2 wire, the voltage input across the two wires (line to
+neutral on 120 V), channel A: energy = A. Form 2S (ELEMENTS = 2): 1.5 element, 3 wire
+120/240 V, the one voltage input across the two hot legs (V_AB, 240 V), channel A on leg
+A's CT and channel B on leg B's: the chip's per-channel energies are V_AB x I_A and
+V_AB x I_B, each twice what its leg carries when the legs are balanced, so the meter's
+energy is (A + B) / 2 (exact while V_AN = V_BN, the half-element assumption). The halving
+is done per channel on every reading, after the channel's CT_REVERSE sign, carrying the
+odd LSB to the next reading: nothing is lost, a register is never more than 1 LSB
+(0.1 mWh) behind the exact half. It applies to everything that is energy or power: the
+registers (and so demand, TOU and the load profile, which read them), reactive and
+apparent energy, the loss estimate of a chip reset, instantaneous W/var/VA (MT3) and CF1
+(code 9 is (A + B) / 2 already). Calibration is per channel against V_AB x I on both
+(calibration.py); the no-load threshold is the chip's, per channel, in the chip's own
+units (V_AB x I on 2S: the starting load of one leg, 0.05 A, is 12 W there, 3.3 times
+the 3.6 W threshold).
+
 Registers (EnergyRegisters.FIELDS): active energy delivered and received in total and
-per element (A, B); reactive energy per quadrant, by the signs of P and Q over the same
-interval (Q1: P >= 0, Q >= 0, delivered with a lagging current; Q2: P < 0, Q >= 0;
-Q3: P < 0, Q < 0; Q4: P >= 0, Q < 0); apparent energy by the direction of P. 1 element meters use
-channel A alone; 1.5 element meters (ELEMENTS = 2) sum A and B, and the direction of the
-total is decided on the signed sum of each poll. A reversed CT is a setting
-(CT_REVERSE_A/B): that channel's signs are turned over in software.
+per element (A, B: on 2S each leg's half); reactive energy per quadrant, by the signs of
+P and Q over the same interval (Q1: P >= 0, Q >= 0, delivered with a lagging current; Q2:
+P < 0, Q >= 0; Q3: P < 0, Q < 0; Q4: P >= 0, Q < 0); apparent energy by the direction of
+P. On 2S the direction of the total is decided on the signed sum of each poll (a leg
+importing while the other exports nets out), each element's on its own sign. A reversed
+CT is a setting (CT_REVERSE_A/B): that channel's signs are turned over in software.
 
 Timing. Active energy is read every poll (1 s): at the board's maximum load (200 A x
 240 V = 48 kW, 133,333 LSB/s) a register would reach half-full (2**22 LSB) after 31 s and
@@ -69,7 +86,7 @@ _SAG_PERMILLE = const(800)  # sag level: 80 % of the line voltage seen at bring-
 _SAG_HALF_CYCLES = const(1)
 _SAG_SETTLE_MS = const(50)  # VPEAK over 2.5 cycles at 50 Hz
 _PERIOD_60HZ = const(3728)  # PERIOD at 60 Hz, until the line is measured
-_CF1_SUM_AB = const(9)  # CFMODE CF1SEL: active A + active B, at half rate (datasheet Table 19)
+_CF1_SUM_AB = const(9)  # CFMODE CF1SEL: (active A + active B) / 2, i.e. at half rate (datasheet Table 19)
 _CF2_OFF = const(0x0200)  # CFMODE CF2DIS
 
 
@@ -223,7 +240,11 @@ class Metrology:
         self.sags = 0
         self.running = False  # the chip is configured and answering
         self.warm = False  # begin() found the chip running as configured (an MCU-only restart)
-        self.two = False  # 1.5 element: channels A and B
+        self.two = False  # Form 2S (1.5 element): channels A and B, (A + B) / 2
+        self._odd_a = 0  # 2S: the LSB left over from halving, per quantity, carried (0 or 1)
+        self._odd_b = 0
+        self._odd_q = 0
+        self._odd_s = 0
         self._sign_a = 1  # -1: the CT is wired reversed
         self._sign_b = 1
         self._phase_a = 0  # CT phase error (urad of extra lag), from the configuration
@@ -250,11 +271,10 @@ class Metrology:
         return A.noload_x(self.config.get(config.NOLOAD_PERMILLE_START) * _V_START * start_ma // 1000)
 
     def cf1_settings(self):
-        """(CF1DEN, CFMODE): one CF1 pulse per Kh of active energy (A, or A + B whose CF
-        code runs at half rate), CF2 off. Out of range: clamped, CONFIGURATION_ERROR."""
+        """(CF1DEN, CFMODE): one CF1 pulse per Kh of the meter's active energy, CF2 off: A
+        (1S), or code 9, (A + B) / 2 (2S: the 2S energy itself, the same CF1DEN). Out of
+        range: clamped, CONFIGURATION_ERROR."""
         den = self.config.get(config.KH_MWH) * LSB_PER_WH // 1000
-        if self.two:
-            den = (den + 1) // 2
         if den < 1 or den > 0xFFFF:
             self.status.set(status.CONFIGURATION_ERROR)
             den = 1 if den < 1 else 0xFFFF
@@ -474,6 +494,13 @@ class Metrology:
         if self._slow > 0:
             wa *= self._sign_a
             wb *= self._sign_b
+            if two:  # 2S: each leg's half, the odd LSB carried (small ints: no allocation)
+                wa += self._odd_a
+                self._odd_a = wa & 1
+                wa >>= 1
+                wb += self._odd_b
+                self._odd_b = wb & 1
+                wb >>= 1
             self._win_p += wa + wb
         else:
             self._slow = SLOW_POLLS
@@ -500,11 +527,26 @@ class Metrology:
                 wb += corr
             wa *= self._sign_a
             wb *= self._sign_b
+            q = qa * self._sign_a + qb * self._sign_b
+            s = ade.d_vaa
+            if two:  # 2S: halves, as above
+                wa += self._odd_a
+                self._odd_a = wa & 1
+                wa >>= 1
+                wb += self._odd_b
+                self._odd_b = wb & 1
+                wb >>= 1
+                q += self._odd_q
+                self._odd_q = q & 1
+                q >>= 1
+                s += ade.d_vab + self._odd_s
+                self._odd_s = s & 1
+                s >>= 1
             p = self._win_p + wa + wb
             self._win_p = 0
             e = self.energy
-            e.add_reactive(p, qa * self._sign_a + qb * self._sign_b)
-            e.add_apparent(p, ade.d_vaa + (ade.d_vab if two else 0))
+            e.add_reactive(p, q)
+            e.add_apparent(p, s)
         self.energy.add_elements(wa, wb)
         now = self.board.clock.ticks_ms()
         dt = time.ticks_diff(now, self._last_ms)
@@ -549,9 +591,10 @@ class Metrology:
     # ---- instantaneous values ----------------------------------------------------------------
     def instantaneous(self):
         """(V, A on channel A, A on channel B, W, var, VA, PF, Hz) now, in SI units (floats:
-        not for the metering path). W, var and VA are the meter's total (A + B on 1.5
-        element, CT orientation applied); PF is W / VA with the sign of var (negative:
-        leading). The rms scales are the calibrated ones (0: the board's nominal)."""
+        not for the metering path). V is the voltage input's (2S: across the legs); W, var
+        and VA are the meter's total (2S: (A + B) / 2, CT orientation applied); PF is W / VA
+        with the sign of var (negative: leading). The rms scales are the calibrated ones
+        (0: the board's nominal)."""
         ade = self.ade
         c = self.config
         b = self.board
@@ -564,9 +607,9 @@ class Metrology:
         q = self._sign_a * ade.var(False)
         s = ade.va(False)
         if two:
-            w += self._sign_b * ade.watt(True)
-            q += self._sign_b * ade.var(True)
-            s += ade.va(True)
+            w = (w + self._sign_b * ade.watt(True)) / 2
+            q = (q + self._sign_b * ade.var(True)) / 2
+            s = (s + ade.va(True)) / 2
         pf = abs(w) / s if s > 0 else 1.0
         if q < 0:
             pf = -pf

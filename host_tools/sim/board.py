@@ -2,7 +2,8 @@
 
     from host_tools.sim import SimBoard
     with SimBoard(seed=1) as board:            # boots firmware/main.py in MicroPython
-        board.set_load(240, 10, pf=1.0)        # 2.4 kW delivered on channel A
+        board.set_load(240, 10, pf=1.0)        # 2.4 kW delivered on channel A (Form 1S)
+        # Form 2S: board.set_load(240, IA, channel="A"); board.set_load(240, IB, channel="B")
         board.run(3600)                        # one hour of virtual time, in well under 1 s
         print(board.lcd_text(), board.true_energy_wh())
         board.power_off(sag_ms=40)             # the line fails; 40 ms of hold-up from then
@@ -241,11 +242,17 @@ class SimBoard:
         hz: float = 60.0,
         channel: str = "A",
         phase_deg: float | None = None,
+        volts_an: float | None = None,
+        volts_bn: float | None = None,
     ) -> None:
         """Apply a load. Negative amps or a negative pf make that channel's power
         negative: energy received (export); `phase_deg` (current lag, negative = lead)
-        overrides pf."""
-        self._hw().set_load(volts=volts, amps=amps, pf=pf, hz=hz, channel=channel, phase_deg=phase_deg)
+        overrides pf. A 2 wire service (Form 1S) by default: volts across the wires, the
+        current on channel A. Loading channel B makes it a 3 wire 120/240 V service (Form
+        2S): volts across the two legs, A and B the legs' line currents, the legs at
+        volts / 2 to neutral unless volts_an / volts_bn set them apart (host_tools/sim/source.py)."""
+        legs = {"volts_an": volts_an, "volts_bn": volts_bn}
+        self._hw().set_load(volts=volts, amps=amps, pf=pf, hz=hz, channel=channel, phase_deg=phase_deg, **legs)
 
     def set_seal_plug(self, inserted: bool) -> None:
         hw = self._hw()

@@ -357,7 +357,10 @@ def test_reversed_ct_setting_registers_received_energy_as_received():
         board.close()
 
 
-def test_one_and_a_half_element_sums_both_channels():
+def test_form_2s_halves_the_sum_of_both_channels():
+    """Form 2S (ELEMENTS = 2): 240 V across the legs, 20 A on leg A and 10 A on leg B is
+    120 V x 20 A + 120 V x 10 A = 3600 W (this test once asserted 7200 W: V_AB x I_A +
+    V_AB x I_B, the sum without the half). Per element: each leg's half."""
     cal = CALIBRATION
     board = start(settings=[(ELEMENTS, 2)], cal=cal, channel_b=True)
     try:
@@ -366,23 +369,24 @@ def test_one_and_a_half_element_sums_both_channels():
         t0, p0 = board.virtual_time(), board.cf1_pulses
         r0, r1, power = window(board, 1800)
         t1, p1 = board.virtual_time(), board.cf1_pulses
-        assert power == pytest.approx(240 * 30)
-        true = true_wh(r0, r1, power)
+        assert power == pytest.approx(3600.0)  # the source's truth: 120 x 20 + 120 x 10
+        h = (r1["t_us"] - r0["t_us"]) / 3.6e9
         total = r1.wh("delivered") - r0.wh("delivered")
-        assert abs(ppm(total, true)) < 500
-        assert r1.wh("a_delivered") - r0.wh("a_delivered") == pytest.approx(true * 2 / 3, rel=5e-4)
-        assert r1.wh("b_delivered") - r0.wh("b_delivered") == pytest.approx(true / 3, rel=5e-4)
-        # CF1 carries A + B (the chip's code 1001 runs at half rate: CF1DEN is halved)
-        edges = power * ((t1 - r1["t_us"] / 1e6) - (t0 - r0["t_us"] / 1e6)) / 3600
+        assert abs(ppm(total, 3600.0 * h)) < 500
+        assert r1.wh("a_delivered") - r0.wh("a_delivered") == pytest.approx(2400.0 * h, rel=5e-4)
+        assert r1.wh("b_delivered") - r0.wh("b_delivered") == pytest.approx(1200.0 * h, rel=5e-4)
+        # CF1 carries (A + B) / 2 (the chip's code 1001): one pulse per Kh (1 Wh) of 3600 W
+        edges = 3600.0 * ((t1 - r1["t_us"] / 1e6) - (t0 - r0["t_us"] / 1e6)) / 3600
         assert abs((p1 - p0) - total - edges) <= 1.0
-        # opposite directions on the two elements: the total is decided on the sum
+        # opposite directions on the two legs: the total is decided on the sum,
+        # 120 V x 20 A - 120 V x 5 A = 1800 W delivered
         board.set_load(240.0, -5.0, channel="B")
         r0, r1, power = window(board, 1800)
         h = (r1["t_us"] - r0["t_us"]) / 3.6e9
-        assert r1.wh("delivered") - r0.wh("delivered") == pytest.approx(240 * 15 * h, rel=5e-4)
+        assert r1.wh("delivered") - r0.wh("delivered") == pytest.approx(1800.0 * h, rel=5e-4)
         assert r1.wh("received") == r0.wh("received")
-        assert r1.wh("a_delivered") - r0.wh("a_delivered") == pytest.approx(240 * 20 * h, rel=5e-4)
-        assert r1.wh("b_received") - r0.wh("b_received") == pytest.approx(240 * 5 * h, rel=5e-4)
+        assert r1.wh("a_delivered") - r0.wh("a_delivered") == pytest.approx(2400.0 * h, rel=5e-4)
+        assert r1.wh("b_received") - r0.wh("b_received") == pytest.approx(600.0 * h, rel=5e-4)
         assert board.ade_violations() == []
     finally:
         board.close()
