@@ -12,8 +12,9 @@
 
 Time is an integer count of seconds since 2000-01-01 00:00:00, the meter's local standard
 time all year: daylight saving time (config.DST) is applied on top by tou.py for the TOU
-schedule and the LCD only, so the clock, the load profile and demand never skip or repeat. The civil-date arithmetic is done here, not with time.localtime,
-because the ports disagree on the epoch (1970 on the unix port, 2000 on the RP2040).
+schedule and the LCD only, so the clock, the load profile and demand never skip or repeat.
+The civil-date arithmetic is done here, not with time.localtime, because the ports
+disagree on the epoch (1970 on the unix port, 2000 on the RP2040).
 """
 
 # The RTC is the authority. It is read at boot, when a time is set and at every billing
