@@ -55,6 +55,8 @@ _NIBBLES = const(104)
 _KIND = const(0x50)  # "P"
 _MAX_WH = const(0xFFFF)
 _MINUTES = const((1 << 27) - 1)
+dst_at = None  # billing.py sets it to tou.dst_at, for the DST flag (a module global: the
+# instance's attribute table is full)
 
 
 def _put(b, o, v, n):
@@ -81,7 +83,6 @@ class LoadProfile:
         self.flags = 0  # the running interval's flags so far
         self.due = 0  # the running interval's end, seconds since 2000
         self.blocks_lost = 0  # blocks the EEPROM did not take
-        self.dst_at = None  # billing.py: tou.dst_at, for the DST flag
         self.view = None  # logread.py's cache: (the ring block last read, its seq, ...)
 
     # --- intervals (powerup.py sets interval_s from config.LP_INTERVAL_MIN) --------------
@@ -95,8 +96,7 @@ class LoadProfile:
         e = self._e
         self.del0 = e.delivered_wh
         self.rec0 = e.received_wh
-        dst = self.dst_at
-        if dst is not None and dst(t):
+        if dst_at is not None and dst_at(t):
             flags |= DST
         self.flags = flags
         self.due = (t // self.interval_s + 1) * self.interval_s

@@ -439,16 +439,17 @@ def _build_50(m, svc, tid, buf):
         tier = getattr(tou, "current_tier", 0)
         return put(buf, off + 1, (tier & 7) | (getattr(tou, "season", 0) & 15) << 9, 2)
     if tid == 53:
-        # DST_TIME_EFF: the local standard time of the spring change (North America 02:00;
-        # EU 01:00 UTC), DST_TIME_AMT in minutes; no rule: 00:00:00 and 0. TIME_ZONE_OFFSET:
-        # the zone of the clock's standard time, minutes east of UTC
-        import config
+        # DST_TIME_EFF: the standard time of day of this year's spring change (North America
+        # 02:00; EU 01:00 UTC), DST_TIME_AMT in minutes; no rule: 00:00:00 and 0.
+        # TIME_ZONE_OFFSET: the zone of the clock's standard time, minutes east of UTC
         import tou as tu
 
         zone = getattr(tou, "time_zone_min", 0)
-        rule = getattr(tou, "dst_rule", 0)
-        eff = 0 if not rule else 120 if rule == config.DST_NORTH_AMERICA else (60 + zone) % 1440
-        return pack(buf, 0, ST53, (eff // 60, eff % 60, 0, tu.DST_S // 60 if rule else 0, zone))
+        eff = amt = 0
+        if getattr(tou, "dst_rule", 0):
+            eff = tou._dst_edge(date_of(now_s(m) // 86400)[0], 0) % 86400
+            amt = tu.DST_S // 60
+        return pack(buf, 0, ST53, (eff // 3600, eff // 60 % 60, eff % 60, amt, zone))
     if 61 <= tid <= 64:
         blocks, ints, chns, minutes = _lp_dims(m)
         # a block: BLK_END_TIME, END_READINGS (INT48 per channel), then per interval

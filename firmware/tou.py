@@ -91,12 +91,9 @@ class Tou:
         self._found = [0, 0, 0]  # _find's season, day type, next change
         self.time_zone_min = 0  # ST53 TIME_ZONE_OFFSET (config.TIME_ZONE_MIN): the clock's standard time - UTC
         self.dst_rule = 0  # config.DST: DST_NONE, DST_NORTH_AMERICA, DST_EU
-        self._y0 = self._y1 = 0  # the year [start, end) the DST dates below are for,
-        self._dst_on = self._dst_off = 0  # DST from _dst_on to _dst_off (standard time)
-        self._day = -1  # the local day whose season and day type are cached:
-        self._day_season = 0
-        self._day_type = WEEKDAY
-        self.year = 0  # its year (ST54 lists the dates by rule of this year)
+        # the local day whose season and day type are known: day << 4 | season << 2 | day type,
+        # -1 none (one attribute: the instance's attribute table is full at 29)
+        self._day_key = -1
         self._day_id = bytearray(NBR_SEASONS * 4)  # ST54 day schedule id per season * 4 + day type
         self._pos = 0  # the ST54 walk: the offset reached,
         self._w_off = 0  # the window [off, end) written,
@@ -122,31 +119,25 @@ class Tou:
         (powerup.py calls it after setting seasons and holidays)."""
         self.dst_rule = dst
         self.time_zone_min = zone_min
-        self._y0 = self._y1 = 0
-        self._day = -1
+        self._day_key = -1
 
     def dst_at(self, t):
         """DST_S if daylight saving time is in force at standard time t, else 0 (no
-        allocation: the year's two dates are worked out once a year)."""
+        allocation; the year of t is left in self._ymd[0])."""
         if not self.dst_rule:
             return 0
-        if not self._y0 <= t < self._y1:
-            ymd = self._ymd
-            tk.date_into(t // tk.DAY, ymd)
-            self._dst_dates(ymd[0])
-        return DST_S if self._dst_on <= t < self._dst_off else 0
+        ymd = self._ymd
+        tk.date_into(t // tk.DAY, ymd)
+        y = ymd[0]
+        return DST_S if self._dst_edge(y, 0) <= t < self._dst_edge(y, 1) else 0
 
-    def _dst_dates(self, y):
-        """_dst_on, _dst_off: year y's DST start and end in standard time."""
-        self._y0 = tk.days_from_2000(y, 1, 1) * tk.DAY
-        self._y1 = tk.days_from_2000(y + 1, 1, 1) * tk.DAY
+    def _dst_edge(self, y, end):
+        """Year y's DST start (end 0) or end (end 1) in standard time, seconds since 2000."""
         if self.dst_rule == config.DST_EU:  # 01:00 UTC is 01:00 + the zone in standard time
-            at = 3600 + self.time_zone_min * 60
-            self._dst_on = tk.nth_weekday(y, 3, 5, 6) * tk.DAY + at
-            self._dst_off = tk.nth_weekday(y, 10, 5, 6) * tk.DAY + at
-        else:  # North America: 02:00 standard; ends 02:00 daylight, 01:00 standard
-            self._dst_on = tk.nth_weekday(y, 3, 2, 6) * tk.DAY + 7200
-            self._dst_off = tk.nth_weekday(y, 11, 1, 6) * tk.DAY + 3600
+            return tk.nth_weekday(y, 10 if end else 3, 5, 6) * tk.DAY + 3600 + self.time_zone_min * 60
+        if end:  # North America: ends 02:00 daylight time, 01:00 standard
+            return tk.nth_weekday(y, 11, 1, 6) * tk.DAY + 3600
+        return tk.nth_weekday(y, 3, 2, 6) * tk.DAY + 7200  # begins 02:00 standard time
 
     def _is_holiday(self, days, y, mo, d):
         for hy, hm, hd in self.holidays:
@@ -171,23 +162,25 @@ class Tou:
         """at() without its tuple (switch() runs in the metering loop): the tier, with the
         season, day type and time of the next change left in self._found."""
         off = self.dst_at(t)
+        edge = -1  # the next DST change this year, if any
+        if self.dst_rule:
+            edge = self._dst_edge(self._ymd[0], 1 if off else 0)
         lt = t + off  # local time
         days = lt // tk.DAY
         minute = (lt - days * tk.DAY) // 60
-        if days != self._day:
+        key = self._day_key
+        if key >> 4 != days:
             ymd = self._ymd
             tk.date_into(days, ymd)
             y, mo, d = ymd[0], ymd[1], ymd[2]
-            self._day_season = self._season_of(mo, d)
             if self._is_holiday(days, y, mo, d):
-                self._day_type = HOLIDAY
+                day_type = HOLIDAY
             else:
                 wd = tk.weekday(days)
-                self._day_type = SATURDAY if wd == 5 else SUNDAY if wd == 6 else WEEKDAY
-            self._day = days
-            self.year = y
-        season = self._day_season
-        day_type = self._day_type
+                day_type = SATURDAY if wd == 5 else SUNDAY if wd == 6 else WEEKDAY
+            key = self._day_key = days << 4 | self._season_of(mo, d) << 2 | day_type
+        season = key >> 2 & 3
+        day_type = key & 3
         sched = self.schedules[season * 4 + day_type]
         tier = sched[-1][1] if sched else 0
         nxt = -1
@@ -200,11 +193,8 @@ class Tou:
         f[0] = season
         f[1] = day_type
         due = (days * tk.DAY + nxt * 60 if nxt >= 0 else (days + 1) * tk.DAY) - off  # or midnight
-        if off:
-            if self._dst_off < due:  # DST ends first
-                due = self._dst_off
-        elif self.dst_rule and t < self._dst_on < due:  # DST begins first
-            due = self._dst_on
+        if t < edge < due:  # DST begins or ends first
+            due = edge
         f[2] = due
         return tier
 
@@ -345,15 +335,17 @@ class Tou:
                 self._emit(d, 1)
                 self._emit(_ACTION_SPECIAL, 1)
                 c[1] += 1
-        yr = self.year  # holidays and DST by rule: their dates this year (none known yet: none)
+        yr = 0  # holidays and DST by rule: their dates this year (no day known yet: none)
+        if self._day_key >= 0:
+            tk.date_into(self._day_key >> 4, self._ymd)
+            yr = self._ymd[0]
         if yr:
             for y, mo, d in self.holidays:
                 if y < 2000 and y != EVERY_YEAR:
                     self._date(holiday_day(y, mo, d, yr), _ACTION_SPECIAL)
             if self.dst_rule:
-                self._dst_dates(yr)
-                self._date(self._dst_on // tk.DAY, _ACTION_DST_ON)
-                self._date(self._dst_off // tk.DAY, _ACTION_DST_OFF)
+                self._date(self._dst_edge(yr, 0) // tk.DAY, _ACTION_DST_ON)
+                self._date(self._dst_edge(yr, 1) // tk.DAY, _ACTION_DST_OFF)
         for y, mo, d in self.holidays:  # every-year holidays: RDATE (MONTH bits 0-3, DAY 11-15) + CALENDAR_CTRL
             if y == EVERY_YEAR:
                 self._emit(mo | d << 11, 2)
