@@ -12,6 +12,8 @@ Settings are integers or byte strings keyed by a one-byte id. The encoding is a 
 table and `meterctl program` use, so a setting is named once for firmware, tables and
 tools. Id ranges: 0x01-0x1F metrology and calibration, 0x20-0x2F display, 0x30-0x3F
 demand and load profile, 0x40-0x5F time of use, 0x60-0x7F security, 0x80-0xFF reserved.
+A setting's values (DST_NONE ...) are declared after the ids, below the setting they
+belong to: tools name the ids by the first constant of each value (host_tools/readout.py).
 """
 
 try:
