@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from billing_rpc import MeterRPC, secs
+from test_calendar import SPECIAL_SCHEDULE, decode_st54
 
 from host_tools import program
 from host_tools.c1218 import TABLES as T
@@ -168,7 +169,12 @@ def test_holidays_by_rule_programmed_with_meterctl_switch_the_tier(meter, meterc
             if meter.sim is not None:
                 meter.sim.run(2.0)
             tiers[day] = parse(T.ST55, c.read(55))["STATUS"] & 7  # CURRENT_TIER
+        st51 = parse(T.ST51, c.read(51))
+        st54 = c.read_all(54, st51["CALENDAR_TBL_SIZE"])
     assert tiers == {"2027-11-24": 1, "2027-11-25": 3, "2027-11-26": 1, "2028-05-29": 3}
+    # ST54 gives a C12.19 reader the rules' dates of the meter's year (2028), special schedule 0
+    assert decode_st54(st51, st54)["non_recurring"] == [((2028, 11, 23), SPECIAL_SCHEDULE, 0),
+                                                        ((2028, 5, 29), SPECIAL_SCHEDULE, 0)]  # fmt: skip
 
 
 @pytest.mark.parametrize("text", ["11-5-thu", "11-4-thursday", "2027-02-30"])
