@@ -104,6 +104,7 @@ class Billing:
         self.tou.max_w = self.demand.tier_max_w
         self.tou.max_time = self.demand.tier_max_time
         self.load_profile = loadprofile.LoadProfile(meter.storage, e)
+        loadprofile.dst_at = self.tou.dst_at  # intervals in daylight saving time are flagged
         self.state = storage.Ring(meter.storage, STATE_START, STATE_LENGTH, STATE, _KIND_STATE)
         self._rec = bytearray(STATE)
         self.parts = (self, self.demand, self.tou, self.load_profile)

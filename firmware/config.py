@@ -12,6 +12,8 @@ Settings are integers or byte strings keyed by a one-byte id. The encoding is a 
 table and `meterctl program` use, so a setting is named once for firmware, tables and
 tools. Id ranges: 0x01-0x1F metrology and calibration, 0x20-0x2F display, 0x30-0x3F
 demand and load profile, 0x40-0x5F time of use, 0x60-0x7F security, 0x80-0xFF reserved.
+A setting's values (DST_NONE ...) are declared after the ids, below the setting they
+belong to: tools name the ids by the first constant of each value (host_tools/readout.py).
 """
 
 try:
@@ -65,9 +67,22 @@ DEMAND_RESET_LOCKOUT_S = const(0x32)
 LP_INTERVAL_MIN = const(0x33)  # load-profile interval
 # --- time of use (issue 5: tou.py has the rules) ---
 TOU_SEASONS = const(0x40)  # bytes: up to 4 season starts as (month, day) pairs; b"" = one season
-TOU_HOLIDAYS = const(0x41)  # bytes: (year - 2000, month, day) triples; year 0xFF = every year
+TOU_HOLIDAYS = const(0x41)  # bytes: 3-byte holidays, by the first byte (tou.py applies them):
+HOLIDAY_EVERY_YEAR = const(0xFF)  # (0xFF, month, day): that date every year
+HOLIDAY_OBSERVED = const(0xFE)  # (0xFE, month, day): every year, on the Friday before if a
+# Saturday, the Monday after if a Sunday (the weekend day itself keeps its weekend schedule)
+HOLIDAY_NTH = const(0xF0)  # (0xF0 + n, month, weekday 0 Monday .. 6 Sunday): the nth weekday
+HOLIDAY_LAST = const(5)  # of the month, n = 1-4, or n = HOLIDAY_LAST the last (0xF5)
+# anything below 0xF0: (year - 2000, month, day), that one date
 TOU_SCHEDULE = const(0x42)  # + 4 * season + day type (0 weekday, 1 Sat, 2 Sun, 3 holiday), to 0x51:
 # bytes, that day's switch points as (hour, minute, tier 0-3) triples; b"" = tier A all day
+DST = const(0x52)  # daylight saving time rule: DST_NONE, DST_NORTH_AMERICA or DST_EU (tou.py)
+DST_NONE = const(0)  # the clock, TOU and LCD keep standard time all year
+DST_NORTH_AMERICA = const(1)  # 2nd Sunday of March 02:00 -> 03:00, 1st Sunday of November 02:00 -> 01:00
+DST_EU = const(2)  # last Sunday of March and of October, 01:00 UTC (needs TIME_ZONE_MIN)
+TIME_ZONE_MIN = const(0x53)  # standard time minus UTC, minutes (ST53 TIME_ZONE_OFFSET): -300 New York
+TIME_ZONE_MIN_LO = const(-720)  # its range: UTC-12:00 ..
+TIME_ZONE_MIN_HI = const(840)  # .. UTC+14:00
 # --- security and identity (issue 7: security.py, tables.py) ---
 PW_READER = const(0x60)  # bytes: salt + SHA-256 of the password (security.py); b"" = blank
 PW_PROGRAMMER = const(0x61)
@@ -121,6 +136,8 @@ DEFAULTS = (
     (DEVICE_ID, b""),
     (TOU_SEASONS, b""),
     (TOU_HOLIDAYS, b""),
+    (DST, DST_NONE),
+    (TIME_ZONE_MIN, 0),
     (TOU_SCHEDULE + 0, b""),  # season 0 weekday; then Saturday, Sunday, holiday, season 1 ...
     (TOU_SCHEDULE + 1, b""),
     (TOU_SCHEDULE + 2, b""),
@@ -138,6 +155,16 @@ DEFAULTS = (
     (TOU_SCHEDULE + 14, b""),
     (TOU_SCHEDULE + 15, b""),
 )
+
+
+def valid_time_setting(key, value):
+    """The DST and time-zone settings' rule (issue 16), for the settings' one validation to
+    call: a rule id, and a zone in whole quarter hours (every zone in use is)."""
+    if key == DST:
+        return DST_NONE <= value <= DST_EU
+    if key == TIME_ZONE_MIN:
+        return TIME_ZONE_MIN_LO <= value <= TIME_ZONE_MIN_HI and value % 15 == 0
+    return True
 
 
 class ConfigError(ValueError):

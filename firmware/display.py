@@ -45,7 +45,8 @@ long docstring while it compiles.
 #                                      sign; "------" without a TOU subsystem
 # 6     date               DA          MM.DD.YY (North American order); "--.--.--" while
 #                                      the clock is invalid (ST3 CLOCK_ERROR)
-# 7     time               TI          HHMMSS with the colons; "--:--:--" while invalid
+# 7     time               TI          HHMMSS with the colons, local time (daylight time
+#                                      in DST, tou.py); "--:--:--" while invalid
 # 8     firmware version   VE          meter.VERSION, "0.1.0" -> "   0.1.0"
 # 9     all-segments test  88          every segment, point and annunciator lit
 #
@@ -259,6 +260,9 @@ class Display:
                 # the meter's clock (timekeeping.py, as ST52 shows it), not machine.RTC's
                 # datetime(): that makes a tuple, and a refresh allocates nothing
                 secs = m.clock_time
+                tou = getattr(m, "tou", None)
+                if tou is not None:
+                    secs += tou.dst_at(secs)  # local time: standard time + 1 h in DST (tou.py)
                 days = secs // 86400
                 ymd = self._ymd
                 tk.date_into(days, ymd)

@@ -30,6 +30,7 @@ Status flags (a nibble per interval):
                  skipped by a forward change (without PARTIAL: a filler entry)
   PARTIAL        the meter measured only part of the interval
   CLOCK_INVALID  the meter's clock was not known to be right (ST3 clock error)
+  DST            daylight saving time was in force (the times stay standard time: tou.py)
 A gap (an outage, a forward time change) is filled with filler entries while it fits in
 the open block; a longer gap, a backward change or a new interval length closes the
 block early and starts another at the next interval.
@@ -44,6 +45,7 @@ POWER_OUTAGE = const(1)
 CLOCK_CHANGED = const(2)
 PARTIAL = const(4)
 CLOCK_INVALID = const(8)
+DST = const(32)  # daylight saving time was in force (tou.dst_at at its start): local time is 1 h ahead
 
 BLOCK_INTERVALS = const(24)
 BLOCK = const(116)
@@ -53,6 +55,8 @@ _NIBBLES = const(104)
 _KIND = const(0x50)  # "P"
 _MAX_WH = const(0xFFFF)
 _MINUTES = const((1 << 27) - 1)
+dst_at = None  # billing.py sets it to tou.dst_at, for the DST flag (a module global: the
+# instance's attribute table is full)
 
 
 def _put(b, o, v, n):
@@ -92,6 +96,8 @@ class LoadProfile:
         e = self._e
         self.del0 = e.delivered_wh
         self.rec0 = e.received_wh
+        if dst_at is not None and dst_at(t):
+            flags |= DST
         self.flags = flags
         self.due = (t // self.interval_s + 1) * self.interval_s
 

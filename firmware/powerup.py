@@ -97,9 +97,21 @@ def _tou(tu, cfg):
         ok = False
     else:
         for i in range(0, len(raw), 3):
-            y = raw[i]
-            holidays.append((y if y == T.EVERY_YEAR else 2000 + y, raw[i + 1], raw[i + 2]))
+            y, mo, d = raw[i], raw[i + 1], raw[i + 2]
+            if y >= config.HOLIDAY_NTH:  # a rule (config.HOLIDAY_*): its bytes make sense
+                nth = config.HOLIDAY_NTH < y <= config.HOLIDAY_NTH + config.HOLIDAY_LAST
+                if not 1 <= mo <= 12 or not (d <= 6 if nth else 1 <= d <= 31) or not (
+                    nth or y == T.EVERY_YEAR or y == config.HOLIDAY_OBSERVED
+                ):
+                    ok = False
+                    continue
+            holidays.append((y if y >= config.HOLIDAY_NTH else 2000 + y, mo, d))
     tu.holidays = holidays
+    dst, zone = cfg.get(config.DST), cfg.get(config.TIME_ZONE_MIN)
+    if not (config.valid_time_setting(config.DST, dst) and config.valid_time_setting(config.TIME_ZONE_MIN, zone)):
+        ok = False
+        dst, zone = config.DST_NONE, 0
+    tu.rules(dst, zone)  # after the holidays: forgets the day worked out with the old ones
     for k in range(T.NBR_SEASONS * 4):
         sw = _switches(cfg.get(config.TOU_SCHEDULE + k))
         if sw is None:

@@ -69,6 +69,9 @@ _PROC_CLEAR_STD_STATUS = const(7)
 _PROC_CLEAR_MFG_STATUS = const(8)
 _PROC_REMOTE_RESET = const(9)
 _PROC_SET_TIME = const(10)
+_SET_QUAL = const(4)  # procedure 10 SET_MASK bit 2: TIME_DATE_QUAL is given
+_QUAL_DST = const(0x08)  # TIME_DATE_QUAL DST_FLAG: daylight saving time in force
+_QUAL_DST_APPLIED = const(0x40)  # DST_APPLIED_FLAG: the time is local wall time, DST included
 _PROC_SEAL = const(0x800)  # MFG + 0
 _PROC_UNSEAL = const(0x801)  # MFG + 1
 _PROC_CALIBRATE = const(0x802)  # MFG + 2: one calibration step (CAL_PARAMS)
@@ -420,19 +423,33 @@ def _build_50(m, svc, tid, buf):
         size = tou.calendar_size() if has_calendar else 0
         # TIME_FUNC_FLAG1 0: no anchor date, dates as programmed (not sorted); TIME_FUNC_FLAG2:
         # CAP_TM_ZN_OFFSET (bit 4: ST53 has TIME_ZONE_OFFSET), SORT_TIER_SWITCHES (bit 3),
-        # CAP_DST_AUTO (bit 0) clear: the meter keeps no daylight saving time
-        return pack(buf, 0, ST51, (0, 0x18, seasons | special << 4, nonrec, rec, switches, size))
+        # CAP_DST_AUTO (bit 0) while a DST rule (config.DST) is in force
+        dst = 1 if getattr(tou, "dst_rule", 0) else 0
+        return pack(buf, 0, ST51, (0, 0x18 | dst, seasons | special << 4, nonrec, rec, switches, size))
     if tid == 52 or tid == 55:
         secs = now_s(m)
         off = put_time(buf, 0, secs)
-        buf[off] = (secs // 86400 + 6) % 7  # TIME_DATE_QUAL: day of week, Sunday 0 (2000-01-01 a Saturday)
+        # TIME_DATE_QUAL: day of week (Sunday 0; 2000-01-01 a Saturday), DST_FLAG (bit 3: DST in
+        # force); DST_APPLIED (bit 6) clear: the clock is standard time all year (tou.py), and
+        # local time is it + ST53 DST_TIME_AMT while DST_FLAG is set
+        dst = tou.dst_at(secs) if hasattr(tou, "dst_at") else 0
+        buf[off] = (secs // 86400 + 6) % 7 | (_QUAL_DST if dst else 0)
         if tid == 52:
             return off + 1
         tier = getattr(tou, "current_tier", 0)
         return put(buf, off + 1, (tier & 7) | (getattr(tou, "season", 0) & 15) << 9, 2)
     if tid == 53:
-        # no DST: DST_TIME_EFF 00:00:00 and DST_TIME_AMT 0; the time zone the clock keeps
-        return pack(buf, 0, ST53, (0, 0, 0, 0, getattr(tou, "time_zone_min", 0)))
+        # DST_TIME_EFF: the standard time of day of this year's spring change (North America
+        # 02:00; EU 01:00 UTC), DST_TIME_AMT in minutes; no rule: 00:00:00 and 0.
+        # TIME_ZONE_OFFSET: the zone of the clock's standard time, minutes east of UTC
+        import tou as tu
+
+        zone = getattr(tou, "time_zone_min", 0)
+        eff = amt = 0
+        if getattr(tou, "dst_rule", 0):
+            eff = tou._dst_edge(date_of(now_s(m) // 86400)[0], 0) % 86400
+            amt = tu.DST_S // 60
+        return pack(buf, 0, ST53, (eff // 3600, eff // 60 % 60, eff % 60, amt, zone))
     if 61 <= tid <= 64:
         blocks, ints, chns, minutes = _lp_dims(m)
         # a block: BLK_END_TIME, END_READINGS (INT48 per channel), then per interval
@@ -707,6 +724,8 @@ def valid_setting(cfg, key, value):
         return check(key, value)
     if isinstance(cfg.get(key), int) != isinstance(value, int):
         return False
+    if key == c.DST or key == c.TIME_ZONE_MIN:
+        return c.valid_time_setting(key, value)
     if not isinstance(value, int):
         if key == c.DISPLAY_ITEMS:
             return 1 <= len(value) <= 32 and 0 not in value
@@ -868,7 +887,9 @@ def calibration_done(svc, step, code, result):
 
 
 def _set_time(m, svc, buf, s, n):
-    """SET_MASK (bit 0 time, bit 1 date), LTIME_DATE (YY MM DD hh mm ss), TIME_DATE_QUAL."""
+    """SET_MASK (bit 0 time, bit 1 date, bit 2 qualifier), LTIME_DATE (YY MM DD hh mm ss),
+    TIME_DATE_QUAL. The time is the meter's standard time (as ST52 shows it) unless the
+    qualifier is given with DST_APPLIED: then it is local time, daylight time in summer."""
     if n < 7:
         return _PROC_INVALID
     mask = buf[s]
@@ -887,6 +908,19 @@ def _set_time(m, svc, buf, s, n):
             return _PROC_INVALID
     days = days_from_2000(y, mo, d)
     new = days * 86400 + hh * 3600 + mi * 60 + ss
+    tou = getattr(m, "tou", None)
+    if mask & _SET_QUAL and n > 7 and buf[s + 7] & _QUAL_DST_APPLIED and hasattr(tou, "dst_at"):
+        # TIME_DATE_QUAL DST_APPLIED: a local (wall) time; the clock keeps standard time, so
+        # the hour goes if the meter's rule has DST in force then. In the repeated autumn hour
+        # DST_FLAG (bit 3) picks the daylight one; a time in the skipped spring hour is standard.
+        import tou as tu
+
+        if tou.dst_at(new - tu.DST_S) and (tou.dst_at(new) or buf[s + 7] & _QUAL_DST):
+            new -= tu.DST_S
+            days = new // 86400
+            y, mo, d = date_of(days)
+            r = new % 86400
+            hh, mi, ss = r // 3600, r // 60 % 60, r % 60
     set_time = getattr(m, "set_time", None)  # billing.py: logged, demand and load profile follow
     if set_time is not None:
         set_time(new)

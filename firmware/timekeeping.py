@@ -8,10 +8,13 @@
     clk.rtc_lost(), clk.read_rtc()  # boot only (powerup.py): the chip's lost-time flag, its reading
     y, mo, d, hh, mi, ss = timekeeping.civil(t)
     timekeeping.weekday(t // timekeeping.DAY)   # 0 Monday .. 6 Sunday
+    timekeeping.nth_weekday(2027, 3, 2, 6)      # the second Sunday of March 2027, a day number
 
-Time is an integer count of seconds since 2000-01-01 00:00:00, the meter's standard time
-(no daylight saving). The civil-date arithmetic is done here, not with time.localtime,
-because the ports disagree on the epoch (1970 on the unix port, 2000 on the RP2040).
+Time is an integer count of seconds since 2000-01-01 00:00:00, the meter's local standard
+time all year: daylight saving time (config.DST) is applied on top by tou.py for the TOU
+schedule and the LCD only, so the clock, the load profile and demand never skip or repeat.
+The civil-date arithmetic is done here, not with time.localtime, because the ports
+disagree on the epoch (1970 on the unix port, 2000 on the RP2040).
 """
 
 # The RTC is the authority. It is read at boot, when a time is set and at every billing
@@ -78,6 +81,16 @@ def date_of(days):
 def weekday(days):
     """0 Monday .. 6 Sunday (2000-01-01 was a Saturday)."""
     return (days + 5) % 7
+
+
+def nth_weekday(y, mo, n, wd):
+    """Day number (from 2000-01-01) of the nth weekday wd (0 Monday .. 6 Sunday) of month mo
+    of year y, n = 1-4; n = 5 the last one (DST rules and holidays by rule: tou.py)."""
+    if n == 5:
+        last = days_from_2000(y + 1 if mo == 12 else y, mo % 12 + 1, 1) - 1
+        return last - (weekday(last) - wd) % 7
+    first = days_from_2000(y, mo, 1)
+    return first + (wd - weekday(first)) % 7 + 7 * (n - 1)
 
 
 def seconds(y, mo, d, hh=0, mi=0, ss=0):

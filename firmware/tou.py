@@ -10,12 +10,24 @@
     t.dims(), t.calendar_size()              # ST51: the schedule as a C12.19 calendar, and
     t.calendar_into(off, n, buf, boff)       # ST54 a piece at a time (firmware/README.md)
 
-The schedule (config.py, ids 0x40-0x51): TOU_SEASONS holds up to 4 season start dates as
+The schedule (config.py, ids 0x40-0x53): TOU_SEASONS holds up to 4 season start dates as
 (month, day) byte pairs (none: one season all year; a date before the first start belongs
-to the last season); TOU_HOLIDAYS holds (year - 2000, month, day) triples, year 0xFF for
-every year; TOU_SCHEDULE + 4 * season + day type holds that day's switch points as
-(hour, minute, tier) triples. Day types: WEEKDAY (Monday-Friday), SATURDAY, SUNDAY,
-HOLIDAY (a listed date, whatever its weekday). A day's tier before its first switch point
+to the last season); TOU_HOLIDAYS holds 3-byte holidays: (year - 2000, month, day) one
+date, (0xFF, month, day) every year, (0xFE, month, day) every year "observed" (a Saturday's
+on the Friday, a Sunday's on the Monday), (0xF0 + n, month, weekday) the nth (1-4) or
+last (n = 5) weekday of the month, 0 Monday (config.HOLIDAY_*); TOU_SCHEDULE + 4 * season
++ day type holds that day's switch points as (hour, minute, tier) triples. Day types:
+WEEKDAY (Monday-Friday), SATURDAY, SUNDAY, HOLIDAY (a holiday, whatever its weekday). A
+day's season and type are worked out once per day (cached), not at every switch.
+
+Daylight saving time (config.DST, TIME_ZONE_MIN; `t.rules(dst, zone)`): the meter's clock
+keeps local standard time all year (timekeeping.py), so the load profile's intervals and
+the demand intervals never skip or repeat; the schedule runs on local time, standard time
++ 1 h while DST is in force (`t.dst_at(t)`), so a 07:00 peak begins at 06:00 standard time
+in summer, and a transition is a change like a switch point. North America: from the
+second Sunday of March 02:00 standard time to the first Sunday of November 02:00 daylight
+time (01:00 standard); EU: the last Sundays of March and October at 01:00 UTC, which is
+01:00 + TIME_ZONE_MIN in standard time. A day's tier before its first switch point
 is the tier of its last one (a day schedule describes a 24-hour cycle: "23:00 A" then
 "07:00 B" means A overnight); a day without switch points is all tier A.
 
@@ -26,6 +38,7 @@ tier i = folded[i] + (total - total at the last change, if i is the tier in forc
 
 from micropython import const
 
+import config
 import timekeeping as tk
 
 NBR_TIERS = const(4)
@@ -40,6 +53,19 @@ _ACTION_SEASON = const(3)  # CALENDAR_ACTION: select season n is 3 + n
 _ACTION_SPECIAL = const(19)  # special schedule n is 19 + n: the meter's one special schedule, its holidays
 _UNUSED = const(0xFF)  # a day schedule id: that season's day type is never used
 _NEVER = const(0x3FFFFFFF)  # `due` while held: no change is scheduled (a small int on 32-bit ports)
+_ACTION_DST_ON = const(1)  # CALENDAR_ACTION DST_ON / DST_OFF
+_ACTION_DST_OFF = const(2)
+DST_S = const(3600)  # ST53 DST_TIME_AMT: the hour daylight saving time adds
+
+
+def holiday_day(h, mo, d, y):
+    """The day number (from 2000) a holiday by rule (config.HOLIDAY_OBSERVED, or
+    HOLIDAY_NTH + n with d the weekday) falls on in year y."""
+    if h == config.HOLIDAY_OBSERVED:
+        days = tk.days_from_2000(y, mo, d)
+        wd = tk.weekday(days)
+        return days - 1 if wd == 5 else days + 1 if wd == 6 else days
+    return tk.nth_weekday(y, mo, h - config.HOLIDAY_NTH, d)
 
 
 class Tou:
@@ -63,7 +89,11 @@ class Tou:
         self.max_time = [0] * NBR_TIERS
         self._ymd = [0, 0, 0]  # timekeeping.date_into's answer
         self._found = [0, 0, 0]  # _find's season, day type, next change
-        self.time_zone_min = 0  # ST53 TIME_ZONE_OFFSET: the clock keeps local standard time, no setting moves it
+        self.time_zone_min = 0  # ST53 TIME_ZONE_OFFSET (config.TIME_ZONE_MIN): the clock's standard time - UTC
+        self.dst_rule = 0  # config.DST: DST_NONE, DST_NORTH_AMERICA, DST_EU
+        # the local day whose season and day type are known: day << 4 | season << 2 | day type,
+        # -1 none (one attribute: the instance's attribute table is full at 29)
+        self._day_key = -1
         self._day_id = bytearray(NBR_SEASONS * 4)  # ST54 day schedule id per season * 4 + day type
         self._pos = 0  # the ST54 walk: the offset reached,
         self._w_off = 0  # the window [off, end) written,
@@ -84,9 +114,41 @@ class Tou:
                 k = i
         return k
 
-    def _is_holiday(self, y, mo, d):
+    def rules(self, dst, zone_min):
+        """DST rule and time zone (config.DST, TIME_ZONE_MIN); also forgets the cached day
+        (powerup.py calls it after setting seasons and holidays)."""
+        self.dst_rule = dst
+        self.time_zone_min = zone_min
+        self._day_key = -1
+
+    def dst_at(self, t):
+        """DST_S if daylight saving time is in force at standard time t, else 0 (no
+        allocation; the year of t is left in self._ymd[0])."""
+        if not self.dst_rule:
+            return 0
+        ymd = self._ymd
+        tk.date_into(t // tk.DAY, ymd)
+        y = ymd[0]
+        return DST_S if self._dst_edge(y, 0) <= t < self._dst_edge(y, 1) else 0
+
+    def _dst_edge(self, y, end):
+        """Year y's DST start (end 0) or end (end 1) in standard time, seconds since 2000."""
+        if self.dst_rule == config.DST_EU:  # 01:00 UTC is 01:00 + the zone in standard time
+            return tk.nth_weekday(y, 10 if end else 3, 5, 6) * tk.DAY + 3600 + self.time_zone_min * 60
+        if end:  # North America: ends 02:00 daylight time, 01:00 standard
+            return tk.nth_weekday(y, 11, 1, 6) * tk.DAY + 3600
+        return tk.nth_weekday(y, 3, 2, 6) * tk.DAY + 7200  # begins 02:00 standard time
+
+    def _is_holiday(self, days, y, mo, d):
         for hy, hm, hd in self.holidays:
-            if hm == mo and hd == d and (hy == EVERY_YEAR or hy == y):
+            if hy == EVERY_YEAR or hy >= 2000:  # a date, every year or once
+                if hm == mo and hd == d and (hy == EVERY_YEAR or hy == y):
+                    return True
+            elif hy == config.HOLIDAY_OBSERVED:  # may move into the year before or after
+                for yy in range(y - 1, y + 2):
+                    if holiday_day(hy, hm, hd, yy) == days:
+                        return True
+            elif hm == mo and holiday_day(hy, hm, hd, y) == days:
                 return True
         return False
 
@@ -99,17 +161,26 @@ class Tou:
     def _find(self, t):
         """at() without its tuple (switch() runs in the metering loop): the tier, with the
         season, day type and time of the next change left in self._found."""
-        days = t // tk.DAY
-        minute = (t - days * tk.DAY) // 60
-        ymd = self._ymd
-        tk.date_into(days, ymd)
-        y, mo, d = ymd[0], ymd[1], ymd[2]
-        season = self._season_of(mo, d)
-        if self._is_holiday(y, mo, d):
-            day_type = HOLIDAY
-        else:
-            wd = tk.weekday(days)
-            day_type = SATURDAY if wd == 5 else SUNDAY if wd == 6 else WEEKDAY
+        off = self.dst_at(t)
+        edge = -1  # the next DST change this year, if any
+        if self.dst_rule:
+            edge = self._dst_edge(self._ymd[0], 1 if off else 0)
+        lt = t + off  # local time
+        days = lt // tk.DAY
+        minute = (lt - days * tk.DAY) // 60
+        key = self._day_key
+        if key >> 4 != days:
+            ymd = self._ymd
+            tk.date_into(days, ymd)
+            y, mo, d = ymd[0], ymd[1], ymd[2]
+            if self._is_holiday(days, y, mo, d):
+                day_type = HOLIDAY
+            else:
+                wd = tk.weekday(days)
+                day_type = SATURDAY if wd == 5 else SUNDAY if wd == 6 else WEEKDAY
+            key = self._day_key = days << 4 | self._season_of(mo, d) << 2 | day_type
+        season = key >> 2 & 3
+        day_type = key & 3
         sched = self.schedules[season * 4 + day_type]
         tier = sched[-1][1] if sched else 0
         nxt = -1
@@ -121,7 +192,10 @@ class Tou:
         f = self._found
         f[0] = season
         f[1] = day_type
-        f[2] = days * tk.DAY + nxt * 60 if nxt >= 0 else (days + 1) * tk.DAY  # or midnight
+        due = (days * tk.DAY + nxt * 60 if nxt >= 0 else (days + 1) * tk.DAY) - off  # or midnight
+        if t < edge < due:  # DST begins or ends first
+            due = edge
+        f[2] = due
         return tier
 
     # --- the registers ------------------------------------------------------------------
@@ -182,6 +256,16 @@ class Tou:
         self._walk()
         c = self._counts
         return len(self.seasons) or 1, 1 if self.holidays else 0, c[0], c[1], c[2]
+
+    def _date(self, days, action):
+        """A NON_RECURR_DATES entry: DATE (YY MM DD) + CALENDAR_CTRL."""
+        ymd = self._ymd
+        tk.date_into(days, ymd)
+        self._emit(ymd[0] % 100, 1)
+        self._emit(ymd[1], 1)
+        self._emit(ymd[2], 1)
+        self._emit(action, 1)
+        self._counts[1] += 1
 
     def calendar_size(self):
         """ST51 CALENDAR_TBL_SIZE: the bytes of ST54."""
@@ -245,12 +329,23 @@ class Tou:
         special = 1 if self.holidays else 0
         self._number_days(nbr_seasons, special)
         for y, mo, d in self.holidays:  # one-off holidays: DATE (YY MM DD) + CALENDAR_CTRL
-            if y != EVERY_YEAR:
+            if y != EVERY_YEAR and y >= 2000:
                 self._emit((y - 2000) % 100, 1)
                 self._emit(mo, 1)
                 self._emit(d, 1)
                 self._emit(_ACTION_SPECIAL, 1)
                 c[1] += 1
+        yr = 0  # holidays and DST by rule: their dates this year (no day known yet: none)
+        if self._day_key >= 0:
+            tk.date_into(self._day_key >> 4, self._ymd)
+            yr = self._ymd[0]
+        if yr:
+            for y, mo, d in self.holidays:
+                if y < 2000 and y != EVERY_YEAR:
+                    self._date(holiday_day(y, mo, d, yr), _ACTION_SPECIAL)
+            if self.dst_rule:
+                self._date(self._dst_edge(yr, 0) // tk.DAY, _ACTION_DST_ON)
+                self._date(self._dst_edge(yr, 1) // tk.DAY, _ACTION_DST_OFF)
         for y, mo, d in self.holidays:  # every-year holidays: RDATE (MONTH bits 0-3, DAY 11-15) + CALENDAR_CTRL
             if y == EVERY_YEAR:
                 self._emit(mo | d << 11, 2)

@@ -403,10 +403,11 @@ def read_events(client: Client) -> list[dict[str, Any]]:
     return [parse(TABLES.EVENT_ENTRY, data, start + i * size) for i in range(head["NBR_VALID_ENTRIES"])]
 
 
-def set_time_params(when: tuple[int, int, int, int, int, int], mask: int = 3) -> bytes:
-    """Procedure 10's parameters: SET_MASK, LTIME_DATE (years since 2000), TIME_DATE_QUAL."""
+def set_time_params(when: tuple[int, int, int, int, int, int], mask: int = 3, qual: int = 0) -> bytes:
+    """Procedure 10's parameters: SET_MASK, LTIME_DATE (years since 2000), TIME_DATE_QUAL
+    (taken with SET_MASK bit 2, TABLES.SET_QUAL: QUAL_DST_APPLIED says it is local time)."""
     y, mo, d, hh, mi, ss = when
-    return bytes([mask, y % 100, mo, d, hh, mi, ss, 0])
+    return bytes([mask, y % 100, mo, d, hh, mi, ss, qual])
 
 
 def parse_st23(st21: dict[str, int], data: bytes) -> dict[str, Any]:

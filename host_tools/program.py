@@ -49,6 +49,13 @@ config = firmware_module("config")
 MT0, MT1, MT2 = T.MFG + 0, T.MFG + 1, T.MFG + 2
 PASSWORD_LEVELS = ("reader", "programmer", "master")  # MT2: 20 bytes each, in this order
 DAY_TYPES = ("weekday", "saturday", "sunday", "holiday")  # tou.py WEEKDAY .. HOLIDAY
+# [tou] dst: the names of config.DST's rules; holidays by rule name weekdays in the order
+# config.HOLIDAY_NTH counts them (0 Monday), and "last" is config.HOLIDAY_LAST
+DST_RULES = {"none": config.DST_NONE, "north-america": config.DST_NORTH_AMERICA, "eu": config.DST_EU}
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+HOLIDAY_SYNTAX = ('"YYYY-MM-DD" (once), "MM-DD" (every year), "MM-DD-observed" (every year, a Saturday\'s '
+                  'on the Friday, a Sunday\'s on the Monday), or "M-N-DAY" (the Nth DAY of month M: N 1-4 or '
+                  '"last", DAY mon..sun; "11-4-thu" the fourth Thursday of November)')  # fmt: skip
 ID_STYLES = ("DE/NG", "TX/RX")  # config.ID_STYLE 0, 1
 FORMS = ("1S", "2S")  # config.ELEMENTS 1, 2: the meter form (config.py, metrology.py)
 DISPLAY_ITEM_CONSTANTS = {
@@ -156,12 +163,10 @@ def render(key: int, value: int | bytes) -> str:
         return ", ".join(names.get(b, f"#{b}") for b in value)
     if key == c.TOU_SEASONS:
         return ", ".join(f"{value[i]:02d}-{value[i + 1]:02d}" for i in range(0, len(value) - 1, 2)) or "(one season)"
+    if key == c.DST:
+        return {v: k for k, v in DST_RULES.items()}.get(value, str(value))
     if key == c.TOU_HOLIDAYS:
-        out = []
-        for i in range(0, len(value) - 2, 3):
-            y, mo, d = value[i : i + 3]
-            out.append(f"{mo:02d}-{d:02d}" if y == 0xFF else f"{2000 + y}-{mo:02d}-{d:02d}")
-        return ", ".join(out) or "(none)"
+        return ", ".join(render_holiday(value[i : i + 3]) for i in range(0, len(value) - 2, 3)) or "(none)"
     if c.TOU_SCHEDULE <= key < c.TOU_SCHEDULE + 16:
         points = [
             f"{value[i]:02d}:{value[i + 1]:02d} {'ABCDEFGH'[value[i + 2] & 7]}" for i in range(0, len(value) - 2, 3)
@@ -224,6 +229,41 @@ class _Checker:
         if m is None or not _real_date(2000, int(m[1]), int(m[2])):  # 2000: a leap year, Feb 29 allowed
             self.fail(path, f"{text!r} is not a date as MM-DD")
         return int(m[1]), int(m[2])
+
+
+def parse_holiday(text: str) -> bytes | None:
+    """A [tou] holidays string as config.TOU_HOLIDAYS' 3 bytes (HOLIDAY_SYNTAX), None if it is not one."""
+    c = config
+    m = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)", text)
+    if m:
+        y, mo, d = int(m[1]), int(m[2]), int(m[3])
+        ok = 2000 <= y <= 2099 and _real_date(y, mo, d)  # the years the meter keeps
+        return bytes((y - 2000, mo, d)) if ok else None
+    m = re.fullmatch(r"(\d\d)-(\d\d)(-observed)?", text)
+    if m:
+        mo, d = int(m[1]), int(m[2])
+        if not _real_date(2000, mo, d):  # 2000: a leap year, Feb 29 allowed
+            return None
+        return bytes((c.HOLIDAY_OBSERVED if m[3] else c.HOLIDAY_EVERY_YEAR, mo, d))
+    m = re.fullmatch(r"(\d{1,2})-([1-4]|last)-([a-z]{3})", text)
+    if m and 1 <= int(m[1]) <= 12 and m[3] in WEEKDAYS:
+        n = c.HOLIDAY_LAST if m[2] == "last" else int(m[2])
+        return bytes((c.HOLIDAY_NTH + n, int(m[1]), WEEKDAYS.index(m[3])))
+    return None
+
+
+def render_holiday(raw: bytes) -> str:
+    """config.TOU_HOLIDAYS' 3 bytes as written in the file (parse_holiday's inverse)."""
+    c = config
+    h, mo, d = raw
+    if h == c.HOLIDAY_EVERY_YEAR:
+        return f"{mo:02d}-{d:02d}"
+    if h == c.HOLIDAY_OBSERVED:
+        return f"{mo:02d}-{d:02d}-observed"
+    if c.HOLIDAY_NTH < h <= c.HOLIDAY_NTH + c.HOLIDAY_LAST and d < len(WEEKDAYS):
+        n = h - c.HOLIDAY_NTH
+        return f"{mo}-{'last' if n == c.HOLIDAY_LAST else n}-{WEEKDAYS[d]}"
+    return f"{2000 + h}-{mo:02d}-{d:02d}" if h < c.HOLIDAY_NTH else raw.hex()
 
 
 def _kind(value: Any) -> str:
@@ -367,7 +407,7 @@ def _check_load_profile(ck: _Checker, table: Any) -> None:
 
 
 def _check_tou(ck: _Checker, table: Any) -> None:
-    t = ck.keys("tou", table, ("seasons", "holidays", "schedule"))
+    t = ck.keys("tou", table, ("seasons", "holidays", "schedule", "dst", "time_zone_min"))
     nbr_seasons, nbr_tiers = _fw_const("tou", "NBR_SEASONS"), _fw_const("tou", "NBR_TIERS")
     seasons = None
     if "seasons" in t:
@@ -380,15 +420,21 @@ def _check_tou(ck: _Checker, table: Any) -> None:
     if "holidays" in t:
         raw = bytearray()
         for i, text in enumerate(ck.strings("tou.holidays", t["holidays"], MAX_BYTES // 3)):
-            m = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)", text)
-            if m is None:
-                raw += bytes((0xFF, *ck.month_day(f"tou.holidays[{i}]", text)))  # every year
-                continue
-            y, mo, d = int(m[1]), int(m[2]), int(m[3])
-            if not 2000 <= y <= 2099 or not _real_date(y, mo, d):
-                ck.fail(f"tou.holidays[{i}]", f"{text!r} is not a date from 2000 to 2099 (YYYY-MM-DD, or MM-DD)")
-            raw += bytes((y - 2000, mo, d))
+            one = parse_holiday(text)
+            if one is None:
+                ck.fail(f"tou.holidays[{i}]", f"{text!r} is not a date or a rule: give {HOLIDAY_SYNTAX}")
+            raw += one
         ck.add("tou.holidays", config.TOU_HOLIDAYS, bytes(raw))
+    if "dst" in t:
+        rule = ck.string("tou.dst", t["dst"])
+        if rule not in DST_RULES:
+            ck.fail("tou.dst", f"{rule!r} is not a rule: give one of {', '.join(map(repr, DST_RULES))}")
+        ck.add("tou.dst", config.DST, DST_RULES[rule])
+    if "time_zone_min" in t:
+        zone = ck.integer("tou.time_zone_min", t["time_zone_min"], config.TIME_ZONE_MIN_LO, config.TIME_ZONE_MIN_HI)
+        if not config.valid_time_setting(config.TIME_ZONE_MIN, zone):
+            ck.fail("tou.time_zone_min", f"{zone} is not a whole number of quarter hours")
+        ck.add("tou.time_zone_min", config.TIME_ZONE_MIN, zone)
     if "schedule" in t:
         _check_schedule(ck, t["schedule"], seasons or nbr_seasons, nbr_seasons, nbr_tiers)
 
@@ -552,21 +598,30 @@ def apply_settings(client: Client, settings: Settings) -> list[str]:
 
 # ---- the clock, demand, the seal ------------------------------------------------------------
 def read_clock(client: Client) -> datetime.datetime | None:
-    """The meter's clock (ST52), None if it holds no valid date."""
+    """The meter's local time (ST52, its clock, in standard time all year, plus ST53
+    DST_TIME_AMT while TIME_DATE_QUAL says DST is in force), None if it holds no valid date."""
     st52 = parse(T.ST52, client.read(52))
     try:
-        return datetime.datetime(2000 + st52["YEAR"], st52["MONTH"], st52["DAY"], st52["HOUR"], st52["MINUTE"],
+        when = datetime.datetime(2000 + st52["YEAR"], st52["MONTH"], st52["DAY"], st52["HOUR"], st52["MINUTE"],
                                  st52["SECOND"])  # fmt: skip
     except ValueError:
         return None
+    qual = st52["TIME_DATE_QUAL"]
+    if qual & T.QUAL_DST and not qual & T.QUAL_DST_APPLIED:
+        when += datetime.timedelta(minutes=parse(T.ST53, client.read(53))["DST_TIME_AMT"])
+    return when
 
 
 def set_time(client: Client, when: datetime.datetime) -> tuple[datetime.datetime | None, datetime.datetime | None]:
-    """Set the meter's date and time (procedure 10); its clock (before, after)."""
+    """Set the meter's date and time (procedure 10) to `when`, its local time (daylight time
+    while its DST rule says so; in the repeated autumn hour `when.fold` picks: 0 the
+    daylight one, PEP 495); its local clock (before, after)."""
     if not 2000 <= when.year <= 2099:
         raise UsageError(f"the meter keeps years 2000 to 2099, not {when.year}")
     before = read_clock(client)
-    params = set_time_params((when.year - 2000, when.month, when.day, when.hour, when.minute, when.second))
+    qual = T.QUAL_DST_APPLIED | (0 if when.fold else T.QUAL_DST) | when.isoweekday() % 7
+    params = set_time_params((when.year - 2000, when.month, when.day, when.hour, when.minute, when.second),
+                             mask=3 | T.SET_QUAL, qual=qual)  # fmt: skip
     result, _ = client.procedure(T.PROC_SET_TIME, params, check=False)
     if result != T.PROC_DONE:
         raise MeterctlError(f"the meter refused the time {when:%Y-%m-%d %H:%M:%S}: {PROC_RESULTS.get(result, result)}")

@@ -116,7 +116,10 @@ def config_names() -> dict[int, str]:
     """MT1 setting ids named from firmware/config.py (TOU_SCHEDULE+n for the day schedules)."""
     cfg = firmware_module("config")
     ids = {key for key, _ in cfg.DEFAULTS}
-    names = {v: k for k, v in vars(cfg).items() if k.isupper() and isinstance(v, int) and v in ids}
+    names: dict[int, str] = {}
+    for k, v in vars(cfg).items():  # in declaration order: an id's name comes before a setting's
+        if k.isupper() and isinstance(v, int) and v in ids:  # values (config.DST_EU = 2 is no id)
+            names.setdefault(v, k)
     for key in ids:
         if key not in names and key > cfg.TOU_SCHEDULE:
             names[key] = f"TOU_SCHEDULE+{key - cfg.TOU_SCHEDULE}"
@@ -364,6 +367,7 @@ def read_status(client: Client) -> dict[str, Any]:
         "lockouts": mt0["LOCKOUTS"],
         "clock": stime(clock[:6]),
         "clock_valid": not bits & clock_error,
+        "clock_dst": bool(clock[6] & T.QUAL_DST),  # ST52 is standard time; local is an hour on
         "firmware": f"{st1['FW_VERSION_NUMBER']}.{st1['FW_REVISION_NUMBER']}",
         "hardware": f"{st1['HW_VERSION_NUMBER']}.{st1['HW_REVISION_NUMBER']}",
         "manufacturer": _text(st1["MANUFACTURER"]),
@@ -556,7 +560,8 @@ def show_status(s: dict[str, Any]) -> str:
         f"tamper         {yes[s['tamper']]}",
         f"lock-out       {str(s['lockout_left_s']) + ' s left' if s['lockout_left_s'] else 'off'}"
         f" ({s['failed_passwords']} failed passwords, {s['lockouts']} lock-outs)",
-        f"clock          {s['clock']} ({'valid' if s['clock_valid'] else 'NOT valid: set it'})",
+        f"clock          {s['clock']} ({'valid' if s['clock_valid'] else 'NOT valid: set it'})"
+        f"{', standard time: DST in force' if s.get('clock_dst') else ''}",
         f"starts         {_show_starts(s)}",
     ])  # fmt: skip
 
