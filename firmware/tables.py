@@ -739,20 +739,21 @@ def valid_setting(cfg, key, value):
 # ---- procedures (ST7 / ST8) -------------------------------------------------------
 def procedure(m, svc, buf, s, n):
     """A write to ST7: TBL_PROC_NBR (2), PROC_SEQ_NBR, parameters; the result goes to ST8.
-    Refused before it runs: ISC below its level, DLK by the seal plug or the seal."""
+    Refused before it runs: ISC below its level, DLK by the seal plug or the seal; a refused
+    procedure leaves ST8 as it was (ST8 holds only results of procedures that were taken)."""
     if n < 3:
         return _ERR
     number = buf[s] | buf[s + 1] << 8
     proc = number & 0x0FFF
     st8 = svc.st8
-    st8[0] = number & 0xFF
-    st8[1] = number >> 8
-    st8[2] = buf[s + 2]
     p = None
     for q in PROCEDURES:
         if q[0] == proc:
             p = q
     if p is None:
+        st8[0] = number & 0xFF
+        st8[1] = number >> 8
+        st8[2] = buf[s + 2]
         st8[3] = _PROC_UNKNOWN
         svc.st8_len = 4
         return _OK
@@ -764,6 +765,9 @@ def procedure(m, svc, buf, s, n):
         return _DLK
     if svc.seal.sealed and not (flags & _SEALED_OK or demand_only):
         return _DLK
+    st8[0] = number & 0xFF
+    st8[1] = number >> 8
+    st8[2] = buf[s + 2]
     code, k = _run(m, svc, proc, buf, s + 3, n - 3, st8, 4)
     st8[3] = code
     svc.st8_len = 4 + k
