@@ -169,6 +169,8 @@ def _unpack(b, buf):
         off += n
     lp = b.load_profile
     lp.block[:] = buf[off : off + len(lp.block)]
+    off += len(lp.block)
+    b.demand.lock_left_s = buf[off] | buf[off + 1] << 8 | buf[off + 2] << 16  # billing.save
     tu = b.tou
     tu.current_tier = tu.tier
     tu.folded_del[3] = tu.base_del - tu.folded_del[0] - tu.folded_del[1] - tu.folded_del[2]
