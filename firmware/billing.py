@@ -61,9 +61,9 @@ SUSPENDED = const(2)
 UNKNOWN = const(0xFFFFFFFF)  # an outage of unknown length, in event data
 
 # The state record, little-endian unsigned: part (0 this object, 1 demand, 2 tou, 3 the
-# load profile), attribute, list index or -1, bytes. Then the load profile's open block,
-# then the demand-reset lock-out's seconds left (UINT24, after the block: a record from
-# before it has zeros there).
+# load profile), attribute, list index or -1, bytes. Then the load profile's open block.
+# The record's last 3 bytes: the demand-reset lock-out's seconds left (UINT24; a record
+# from before it has zeros there). LAYOUT and the block must end before them.
 # Tier D's folded registers are not kept: they are the base minus tiers A, B and C.
 # fmt: off
 LAYOUT = (
@@ -149,10 +149,9 @@ class Billing:
             off += n
         block = self.load_profile.block
         buf[off : off + len(block)] = block
-        off += len(block)
         left = self.demand.lock_left_s
         for k in range(3):
-            buf[off + k] = (left >> (8 * k)) & 0xFF
+            buf[STATE - 3 + k] = (left >> (8 * k)) & 0xFF
         self._save = False
         if self.state.append(buf):
             self.saves += 1

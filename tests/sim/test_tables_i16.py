@@ -116,6 +116,8 @@ def test_st64_end_readings_are_the_registers_at_each_blocks_end(tmp_path):
         with Client.open(board.optical_port) as c, c.session(password=""):
             blocks = st64_blocks(c)
             rows = readout.read_profile(c)
+            st63 = parse(T.ST63, c.read(63))
+    assert st63["NBR_UNREAD_BLOCKS"] == st63["NBR_VALID_BLOCKS"] == 2, "nothing acknowledged: all unread"
     closed, open_ = blocks[-2], blocks[-1]
     # a block is 24 intervals: the first ends 00:15 (begun at power-up), the last 06:00
     assert closed["end"] == dt.datetime(2026, 1, 5, 6, 0) and len(closed["intervals"]) == 24
