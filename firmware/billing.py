@@ -33,7 +33,8 @@ warning's save then stamps the power-down time to the second.
 #   the old time) and starts a partial one at the new time with the rolling window empty;
 #   the load profile records the interval at its aligned end with CLOCK_CHANGED | PARTIAL
 #   and starts one at the new time (a forward change's skipped intervals are filled with
-#   CLOCK_CHANGED entries while they fit in the open block).
+#   CLOCK_CHANGED entries while they fit in the open block). A backward change also flags
+#   CLOCK_BACKWARD the interval it cuts and the one it begins (or the one it stays in).
 # - The clock is valid from then on; a suspended demand resumes at the new time, and time
 #   of use, held on the tier in force while the clock was invalid, follows the clock again.
 
@@ -61,6 +62,8 @@ UNKNOWN = const(0xFFFFFFFF)  # an outage of unknown length, in event data
 
 # The state record, little-endian unsigned: part (0 this object, 1 demand, 2 tou, 3 the
 # load profile), attribute, list index or -1, bytes. Then the load profile's open block.
+# The record's last 3 bytes: the demand-reset lock-out's seconds left (UINT24; a record
+# from before it has zeros there). LAYOUT and the block must end before them.
 # Tier D's folded registers are not kept: they are the base minus tiers A, B and C.
 # fmt: off
 LAYOUT = (
@@ -111,6 +114,8 @@ class Billing:
         self.demand.now = self.now
         self.demand.on_change = self._soon
         self._ticks = meter.board.clock
+        self.demand.ticks = self._ticks.ticks_ms  # the reset lock-out runs on powered time
+        self.demand._lock_ms = self._ticks.ticks_ms()
         self.saved_at = 0
         self.flags = 0
         self.saves = 0  # state records written since boot
@@ -129,6 +134,7 @@ class Billing:
     def save(self, t):
         """Write the state record (stamped t); True if it is on the chip."""
         self.saved_at = t
+        self.demand.lock_left()  # the lock-out's seconds left, counted to now
         self.flags = (CLOCK_VALID if self.clock.valid else 0) | (SUSPENDED if self.demand.suspended else 0)
         buf = self._rec
         lay = LAYOUT
@@ -144,6 +150,9 @@ class Billing:
             off += n
         block = self.load_profile.block
         buf[off : off + len(block)] = block
+        left = self.demand.lock_left_s
+        for k in range(3):
+            buf[STATE - 3 + k] = (left >> (8 * k)) & 0xFF
         self._save = False
         if self.state.append(buf):
             self.saves += 1
@@ -205,6 +214,7 @@ class Billing:
         self.check_faults()
         self.events.flush()
         d, lp, tu = self.demand, self.load_profile, self.tou
+        d.lock_left()  # counted often: the ticks wrap after days
         if t >= d.due:
             end = d.due
             best = d.max_w
@@ -261,11 +271,12 @@ class Billing:
         elif not d.start_time <= new < d.due:
             d.close(old, self.tou.tier)
             d.restart(new)
+        back = loadprofile.CLOCK_BACKWARD if new < old else 0  # both intervals it touches
         if lp.due - lp.interval_s <= new < lp.due:
-            lp.flags |= loadprofile.CLOCK_CHANGED
+            lp.flags |= loadprofile.CLOCK_CHANGED | back
         else:
-            lp.close(loadprofile.CLOCK_CHANGED | loadprofile.PARTIAL)
-            lp.start(new, loadprofile.CLOCK_CHANGED | (loadprofile.PARTIAL if new % lp.interval_s else 0))
+            lp.close(loadprofile.CLOCK_CHANGED | loadprofile.PARTIAL | back)
+            lp.start(new, loadprofile.CLOCK_CHANGED | back | (loadprofile.PARTIAL if new % lp.interval_s else 0))
         self.tou.held = False  # TOU follows the clock again
         self.tou.switch(new)
         self.save(new)

@@ -26,7 +26,14 @@ Nothing here runs per poll: energy is read by difference at the boundaries.
 #   nothing is computed: present demand reads 0 and the maxima stay as they are.
 # - A demand reset moves the maximum into the cumulative demand (and reset_max_w), zeroes
 #   the maxima (total and per tier), counts itself and is refused for `lockout_s` seconds
-#   of meter time after the previous one.
+#   after the previous one, counted on powered time (the board's ticks, not the meter's
+#   clock: setting the clock back does not shorten it). Across a power cut it holds: the
+#   seconds left are kept in billing's state record (saved at every interval end) and go
+#   on counting at power-up, so an outage neither ends nor shortens it (the seconds since
+#   the last save before the cut are counted again: the lock-out can only come out longer,
+#   by at most one interval).
+
+import time
 
 from micropython import const
 
@@ -58,6 +65,9 @@ class Demand:
         self.resets = 0
         self.reset_max_w = 0  # the maximum the last reset moved
         self.reset_time = 0
+        self.lock_left_s = 0  # the reset lock-out's seconds left at tick _lock_ms (powered time)
+        self._lock_ms = 0
+        self.ticks = time.ticks_ms  # the board's ticks (billing.py sets board.clock's)
         self.now = None  # callable: the meter's time, for reset() without an argument
         self.on_change = None  # called after a reset or a clear (billing saves its state)
 
@@ -67,6 +77,8 @@ class Demand:
         self.subs = subs
         self.sub_s = self.interval_s // subs
         self.lockout_s = lockout_s
+        if self.lock_left_s > lockout_s:
+            self.lock_left_s = lockout_s  # a shorter lock-out set: it applies now
         if len(self._window) != subs:
             self._window = [0] * subs
             self._wi = 0
@@ -154,8 +166,21 @@ class Demand:
         return self.tier_max_w[tier], self.tier_max_time[tier]
 
     # --- reset ------------------------------------------------------------------------------
-    def locked(self, now):
-        return self.resets > 0 and 0 <= now - self.reset_time < self.lockout_s
+    def locked(self, now=None):
+        """Inside the reset lock-out (powered time: `now`, the meter's time, is not used)."""
+        return self.lock_left() > 0
+
+    def lock_left(self):
+        """Seconds of the reset lock-out left, counted down on the board's ticks. Called at
+        least every billing.RECHECK_S while it runs, far inside the ticks' wrap."""
+        left = self.lock_left_s
+        if left:
+            gone = time.ticks_diff(self.ticks(), self._lock_ms) // 1000
+            if gone > 0:
+                left = left - gone if gone < left else 0
+                self.lock_left_s = left
+                self._lock_ms = time.ticks_add(self._lock_ms, gone * 1000)
+        return left
 
     def reset(self, now=None):
         """Demand reset: False (nothing done) inside the lock-out after the previous one."""
@@ -172,6 +197,8 @@ class Demand:
             self.tier_max_time[i] = 0
         self.resets += 1
         self.reset_time = now
+        self.lock_left_s = self.lockout_s
+        self._lock_ms = self.ticks()
         if self.on_change is not None:
             self.on_change()
         return True
@@ -179,7 +206,7 @@ class Demand:
     def clear(self):
         """Zero every demand register (the clear-data procedure); the interval restarts."""
         self.previous_w = self.max_w = self.max_time = 0
-        self.cumulative_w = self.resets = self.reset_max_w = self.reset_time = 0
+        self.cumulative_w = self.resets = self.reset_max_w = self.reset_time = self.lock_left_s = 0
         for i in range(NBR_TIERS):
             self.tier_max_w[i] = 0
             self.tier_max_time[i] = 0

@@ -141,10 +141,14 @@ class EventLog:
         self._entry = bytearray(ENTRY)
         self._pending = []  # (time, code, user, data) not yet on the chip
         self.unlogged = 0  # entries lost: the chip did not answer and the RAM queue was full
+        self.user = 0  # USER_ID of what is logged now: psem.py sets the session's while it answers
 
-    def record(self, code, data=b"", user=0, t=None):
+    def record(self, code, data=b"", user=None, t=None):
         """Log an event now (or at t, seconds since 2000); True if it is on the chip.
-        data: up to 4 bytes, or an integer (kept as a UINT32)."""
+        data: up to 4 bytes, or an integer (kept as a UINT32). user: the C12.18 logon's
+        USER_ID, by default self.user (0: the meter itself)."""
+        if user is None:
+            user = self.user
         if isinstance(data, int):
             data = bytes((data & 0xFF, data >> 8 & 0xFF, data >> 16 & 0xFF, data >> 24 & 0xFF))
         if t is None:

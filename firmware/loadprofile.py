@@ -18,19 +18,30 @@ Block payload (116 bytes, little-endian):
   0  UINT32  bits 0-26 the first interval's end in minutes since 2000, bits 27-31 the
              number of intervals in the block
   4  UINT24  the first interval's sequence number (every interval has one; they only grow)
-  7  UINT8   the interval length in minutes
+  7  UINT8   bits 0-5 the interval length in minutes; bit 6 DST (every interval of the
+             block ends in daylight saving time), bit 7 CLOCK_BACKWARD (its last interval
+             was cut or begun by a backward time set)
   8  24 x (UINT16 Wh delivered, UINT16 Wh received)   (saturating at 65,535 Wh)
   104 24 status nibbles, interval k in byte 104 + k // 2, the low nibble for even k
 The intervals of a block are consecutive: interval k ends at first + k x length.
+Blocks written before bits 6 and 7 existed read as neither (they were 0).
 
-Status flags (a nibble per interval):
+Status flags (a nibble per interval, and two kept per block):
   POWER_OUTAGE   the power failed during the interval (with PARTIAL), or was off for all
                  of it (without PARTIAL, and zero energy: a filler entry)
   CLOCK_CHANGED  the time was set during the interval (with PARTIAL), or the interval was
                  skipped by a forward change (without PARTIAL: a filler entry)
   PARTIAL        the meter measured only part of the interval
   CLOCK_INVALID  the meter's clock was not known to be right (ST3 clock error)
-  DST            daylight saving time was in force (the times stay standard time: tou.py)
+  CLOCK_BACKWARD the clock was set back during the interval: the interval cut at the old
+                 time and the one begun at the new time (with CLOCK_CHANGED); intervals
+                 after them may repeat the ends of earlier ones
+  DST            daylight saving time was in force (at the interval's start; the rules' changes
+                 fall on interval boundaries; the times stay standard time: tou.py)
+The 16 KiB ring keeps 127 blocks of 24 intervals (30 days at 15 minutes, tests/sim/
+test_events.py): a wider status would not fit, so the rare flags are per block. An interval
+with CLOCK_BACKWARD is always the last of its block (the block closes after it), and a
+change of DST starts a new block: both cost a short block a few times a year.
 A gap (an outage, a forward time change) is filled with filler entries while it fits in
 the open block; a longer gap, a backward change or a new interval length closes the
 block early and starts another at the next interval.
@@ -45,7 +56,8 @@ POWER_OUTAGE = const(1)
 CLOCK_CHANGED = const(2)
 PARTIAL = const(4)
 CLOCK_INVALID = const(8)
-DST = const(32)  # daylight saving time was in force (tou.dst_at at its start): local time is 1 h ahead
+CLOCK_BACKWARD = const(16)
+DST = const(32)
 
 BLOCK_INTERVALS = const(24)
 BLOCK = const(116)
@@ -55,6 +67,9 @@ _NIBBLES = const(104)
 _KIND = const(0x50)  # "P"
 _MAX_WH = const(0xFFFF)
 _MINUTES = const((1 << 27) - 1)
+_LEN = const(0x3F)  # byte 7: the interval minutes, and the block's flags
+_B_DST = const(0x40)
+_B_BACK = const(0x80)
 dst_at = None  # billing.py sets it to tou.dst_at, for the DST flag (a module global: the
 # instance's attribute table is full)
 
@@ -84,6 +99,7 @@ class LoadProfile:
         self.due = 0  # the running interval's end, seconds since 2000
         self.blocks_lost = 0  # blocks the EEPROM did not take
         self.view = None  # logread.py's cache: (the ring block last read, its seq, ...)
+        self.sums = None  # logread.py's cache: each ring slot's Wh totals (END_READINGS)
 
     # --- intervals (powerup.py sets interval_s from config.LP_INTERVAL_MIN) --------------
     @property
@@ -116,11 +132,12 @@ class LoadProfile:
         b = self.block
         imin = self.interval_s // 60
         endm = end // 60
+        dst = _B_DST if flags & DST else 0
         n = self.n
         if n:
             first = _get(b, 0, 4) & _MINUTES
             expect = first + n * imin
-            if b[7] != imin or endm < expect or (endm - first) % imin:
+            if (b[7] & _LEN) != imin or endm < expect or (endm - first) % imin or (b[7] & _B_DST) != dst:
                 self.flush()
             elif endm > expect:
                 gap = (endm - expect) // imin
@@ -134,9 +151,10 @@ class LoadProfile:
                 b[i] = 0
             _put(b, 0, endm & _MINUTES, 4)
             _put(b, 4, self.next_seq, 3)
-            b[7] = imin
+            b[7] = imin | dst
         self._put_entry(wh_del, wh_rec, flags)
-        if self.n >= BLOCK_INTERVALS:
+        if self.n >= BLOCK_INTERVALS or flags & CLOCK_BACKWARD:
+            b[7] |= _B_BACK if flags & CLOCK_BACKWARD else 0
             self.flush()
 
     def _put_entry(self, d, r, flags):
@@ -160,6 +178,7 @@ class LoadProfile:
         for i in range(BLOCK):
             self.block[i] = 0
         self.view = None
+        self.sums = None
         return ok
 
     def clear(self):
@@ -167,6 +186,7 @@ class LoadProfile:
         count the running interval from zero. Closed blocks stay until overwritten."""
         for i in range(BLOCK):
             self.block[i] = 0
+        self.view = self.sums = None
         self.start(self.due - self.interval_s, self.flags)
 
     # --- reading: logread.py, imported on the first read --------------------------------

@@ -101,13 +101,29 @@ def entry(log, i):
 def header(block):
     """(first interval end in seconds since 2000, intervals, first sequence, minutes)."""
     w = _u32(block, 0)
-    return (w & _MINUTES) * 60, w >> 27, block[4] | block[5] << 8 | block[6] << 16, block[7]
+    return (w & _MINUTES) * 60, w >> 27, block[4] | block[5] << 8 | block[6] << 16, block[7] & 0x3F
 
 
 def interval(block, k):
-    """(Wh delivered, Wh received, flags) of interval k of a block."""
+    """(Wh delivered, Wh received, flags) of interval k of a block: its nibble, and the
+    block's DST (bit 6 of byte 7: every interval) and CLOCK_BACKWARD (bit 7: the last)."""
     o = 8 + 4 * k
-    return block[o] | block[o + 1] << 8, block[o + 2] | block[o + 3] << 8, (block[104 + k // 2] >> (4 * (k & 1))) & 15
+    f = (block[104 + k // 2] >> (4 * (k & 1))) & 15
+    if block[7] & 0x40:
+        f |= 32  # loadprofile.DST
+    if block[7] & 0x80 and k == (block[3] >> 3) - 1:
+        f |= 16  # loadprofile.CLOCK_BACKWARD
+    return block[o] | block[o + 1] << 8, block[o + 2] | block[o + 3] << 8, f
+
+
+def _block_wh(block):
+    """(Wh delivered, Wh received) over a block's intervals."""
+    d = r = 0
+    for k in range(block[3] >> 3):
+        o = 8 + 4 * k
+        d += block[o] | block[o + 1] << 8
+        r += block[o + 2] | block[o + 3] << 8
+    return d, r
 
 
 def lp_count(lp):
@@ -174,13 +190,17 @@ def lp_status(lp):
     else:
         last, ints = 0, 0
     wrapped = 2 if count(lp.log) >= lp.log.slots else 0
-    return 0x24 | wrapped, blocks, last, seq, 0, ints  # circular list, active
+    return 0x24 | wrapped, blocks, last, seq, blocks, ints  # circular list, active; all unread (tables._st76)
 
 
 def lp_read_into(lp, off, n, buf, boff):
     """ST64 bytes: per block BLK_END_TIME (STIME_DATE of its last interval), END_READINGS
-    (zeros: not kept), then per interval the extended status (a common nibble: bit 1 power
-    failure, bit 2 clock reset; one per channel: 2 partial, 4 skipped) and two UINT16 Wh."""
+    (INT48 Wh delivered and received at that time, see _end_readings), then per interval
+    EXTENDED_INT_STATUS and two UINT16 Wh. The status, byte 0: the common nibble (C12.19:
+    bit 0 DST_FLAG, 1 POWER_FAIL_FLAG, 2 CLOCK_RESET_FORWARD_FLAG, 3 CLOCK_RESET_BACKWARDS_FLAG)
+    and channel 1's (2 partial interval, 4 skipped interval); byte 1: channel 2's, then the
+    nibble two channels leave unused, where bit 0 says CLOCK_INVALID (the manufacturer's
+    use: C12.19 has no interval flag for a clock not known to be right)."""
     for pos in range(off, off + n):
         j = pos // _ST64_BLOCK
         view = lp.view
@@ -207,13 +227,18 @@ def _st64_block(lp, j):
     if ints:
         y, mo, d, hh, mi, _ = timekeeping.civil(first + (ints - 1) * minutes * 60)
         out[0:5] = bytes(((y - 2000) % 100, mo, d, hh, mi))
+        end_d, end_r = _end_readings(lp, j, block)
+        for i in range(6):
+            out[5 + i] = (end_d >> (8 * i)) & 0xFF
+            out[11 + i] = (end_r >> (8 * i)) & 0xFF
     o = _ST64_HEAD
     for k in range(ints):
         dw, rw, f = interval(block, k)
-        common = (2 if f & L.POWER_OUTAGE else 0) | (4 if f & L.CLOCK_CHANGED else 0)
+        common = (1 if f & L.DST else 0) | (2 if f & L.POWER_OUTAGE else 0)
+        common |= 8 if f & L.CLOCK_BACKWARD else 4 if f & L.CLOCK_CHANGED else 0
         chn = 2 if f & L.PARTIAL else 4 if f & (L.POWER_OUTAGE | L.CLOCK_CHANGED) else 0
         out[o] = common | chn << 4
-        out[o + 1] = chn
+        out[o + 1] = chn | (16 if f & L.CLOCK_INVALID else 0)
         out[o + 2] = dw & 0xFF
         out[o + 3] = dw >> 8
         out[o + 4] = rw & 0xFF
@@ -221,3 +246,51 @@ def _st64_block(lp, j):
         o += _ST64_INT
     return out
 
+
+
+def _end_readings(lp, j, block):
+    """END_READINGS of the block in ring slot j (or the open block): the registers at its
+    last interval's end. Not stored (a block has no room left: loadprofile.py); they are
+    the registers at the running interval's start (lp.del0, lp.rec0) less the Wh of every
+    interval recorded after that block, exact as the intervals are differences of the
+    registers. Not so for a block older than a clear-data procedure, a block the EEPROM
+    did not take, or an interval past 65,535 Wh: such a reading can only come out low, and
+    one below zero reads 0 (not known)."""
+    d, r = lp.del0, lp.rec0
+    if block is not lp.block:
+        od, orr = _block_wh(lp.block)
+        d -= od
+        r -= orr
+        sums = _sums(lp)
+        order = lp.log.order
+        if sums is not None and j in order:
+            for k in range(order.index(j) + 1, len(order)):
+                o = 6 * order[k]
+                d -= sums[o] | sums[o + 1] << 8 | sums[o + 2] << 16
+                r -= sums[o + 3] | sums[o + 4] << 8 | sums[o + 5] << 16
+        else:
+            d = r = 0
+    return (d if d > 0 else 0), (r if r > 0 else 0)
+
+
+def _sums(lp):
+    """Each ring slot's Wh delivered and received (UINT24 each): one pass over the ring,
+    kept until the next block closes (lp.sums); None while the chip is away."""
+    if lp.sums is not None:
+        return lp.sums
+    if not count(lp.log):
+        return None
+    lr = lp.log
+    sums = bytearray(6 * lr.slots)
+    try:
+        for i in lr.order:
+            if lr.load(i) >= 0:
+                d, r = _block_wh(memoryview(lr.buf)[_H:])
+                for k in range(3):
+                    sums[6 * i + k] = (d >> (8 * k)) & 0xFF
+                    sums[6 * i + 3 + k] = (r >> (8 * k)) & 0xFF
+    except OSError:
+        lr.st.io_error()
+        return None
+    lp.sums = sums
+    return sums

@@ -181,6 +181,8 @@ def _unpack(b, buf):
         off += n
     lp = b.load_profile
     lp.block[:] = buf[off : off + len(lp.block)]
+    n = len(buf)  # billing.STATE: the lock-out's seconds left are its last 3 bytes (billing.save)
+    b.demand.lock_left_s = buf[n - 3] | buf[n - 2] << 8 | buf[n - 1] << 16
     tu = b.tou
     tu.current_tier = tu.tier
     tu.folded_del[3] = tu.base_del - tu.folded_del[0] - tu.folded_del[1] - tu.folded_del[2]

@@ -130,7 +130,19 @@ class Services:
 
     # ---- requests ------------------------------------------------------------------
     def handle(self, buf, s, n):
-        """Answer the request in buf[s:s + n]; return the response length."""
+        """Answer the request in buf[s:s + n]; return the response length. What the meter
+        logs meanwhile (a procedure, a write, a bad password, a time set, a demand reset, the
+        seal) carries the logon's USER_ID in the event log."""
+        ev = getattr(self._m, "events", None)
+        if ev is None:
+            return self._handle(buf, s, n)
+        ev.user = self.user_id
+        try:
+            return self._handle(buf, s, n)
+        finally:
+            ev.user = 0
+
+    def _handle(self, buf, s, n):
         self._stream = False
         if n < 1:
             return self.refuse(L.ERR)

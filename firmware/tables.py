@@ -101,6 +101,8 @@ _NBR_STD_EVENTS = const(6)  # ST72 bitmap bytes: standard events 0..47
 _NBR_MFG_EVENTS = const(3)  # manufacturer events 0..23
 _EVENT_DATA_LENGTH = const(4)
 _EV_HEADER = const(11)
+_LIST_OVERFLOW = const(2)  # ST63 and ST76 FLAGS: OVERFLOW_FLAG, LIST_TYPE_FLAG (circular)
+_LIST_CIRCULAR = const(4)
 _EV_ENTRY = const(16)  # EVENT_ENTRY: LTIME_DATE, sequence, user, code, 4 argument bytes
 _OK = const(0)
 _ERR = const(1)
@@ -568,7 +570,12 @@ def _st23(m, buf):
 
 
 def _st76(m, off, n, buf, boff):
-    """The event log: its header, then one entry at a time (only the entries asked for)."""
+    """The event log: its header, then one entry at a time (only the entries asked for).
+    Header FLAGS (C12.19 EVENT_FLAGS): ORDER_FLAG 0 (oldest first), OVERFLOW_FLAG once an
+    entry is gone (more numbered than held: the ring overwrote its oldest), LIST_TYPE_FLAG 1
+    (circular), INHIBIT_OVERFLOW_FLAG 0 (ST71's EVENT_INHIBIT_OVF_FLAG is 0 too: the newest
+    overwrites the oldest). NBR_UNREAD_ENTRIES: every valid entry, as the meter offers no
+    procedure to acknowledge reads (UPDATE_LAST_READ_ENTRY is not in ST0's list)."""
     ev = getattr(m, "events", None)
     count = ev.count() if ev is not None else 0
     tmp = bytearray(_EV_ENTRY)
@@ -578,7 +585,9 @@ def _st76(m, off, n, buf, boff):
         pos = off - (off - _EV_HEADER) % _EV_ENTRY
     while pos < end:
         if pos == 0:
-            size = pack(tmp, 0, LOG_HEADER, (0, count, count - 1 if count else 0, getattr(ev, "last_seq", 0), 0))
+            last = getattr(ev, "last_seq", 0)
+            flags = _LIST_CIRCULAR | (_LIST_OVERFLOW if last > count else 0)
+            size = pack(tmp, 0, LOG_HEADER, (flags, count, count - 1 if count else 0, last, count))
         else:
             i = (pos - _EV_HEADER) // _EV_ENTRY
             size = _EV_ENTRY
@@ -758,20 +767,21 @@ def valid_setting(cfg, key, value):
 # ---- procedures (ST7 / ST8) -------------------------------------------------------
 def procedure(m, svc, buf, s, n):
     """A write to ST7: TBL_PROC_NBR (2), PROC_SEQ_NBR, parameters; the result goes to ST8.
-    Refused before it runs: ISC below its level, DLK by the seal plug or the seal."""
+    Refused before it runs: ISC below its level, DLK by the seal plug or the seal; a refused
+    procedure leaves ST8 as it was (ST8 holds only results of procedures that were taken)."""
     if n < 3:
         return _ERR
     number = buf[s] | buf[s + 1] << 8
     proc = number & 0x0FFF
     st8 = svc.st8
-    st8[0] = number & 0xFF
-    st8[1] = number >> 8
-    st8[2] = buf[s + 2]
     p = None
     for q in PROCEDURES:
         if q[0] == proc:
             p = q
     if p is None:
+        st8[0] = number & 0xFF
+        st8[1] = number >> 8
+        st8[2] = buf[s + 2]
         st8[3] = _PROC_UNKNOWN
         svc.st8_len = 4
         return _OK
@@ -783,6 +793,9 @@ def procedure(m, svc, buf, s, n):
         return _DLK
     if svc.seal.sealed and not (flags & _SEALED_OK or demand_only):
         return _DLK
+    st8[0] = number & 0xFF
+    st8[1] = number >> 8
+    st8[2] = buf[s + 2]
     code, k = _run(m, svc, proc, buf, s + 3, n - 3, st8, 4)
     st8[3] = code
     svc.st8_len = 4 + k

@@ -5,8 +5,10 @@ one bar per interval, as the meter recorded it (read over the optical port).
     plot_profile(rows, "load-profile.png", title="2026-06-17")
 
 `rows` are `meterctl profile --json` rows: dicts with `end` (a datetime or ISO text),
-`delivered_wh`, `received_wh` and `interval_min`. Pillow draws it (no plotting library
-needed on a bench laptop).
+`delivered_wh`, `received_wh` and `interval_min`, and `flags` (loadprofile.py's names):
+an interval whose clock was set is marked above the plot (CLOCK_BACKWARD in red: the
+intervals after it may repeat earlier times), one recorded without a known time in grey
+(CLOCK_INVALID). Pillow draws it (no plotting library needed on a bench laptop).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ IMPORT = (200, 90, 40)
 EXPORT = (40, 150, 80)
 GRID = (225, 225, 225)
 INK = (30, 30, 30)
+BACKWARD = (200, 30, 30)
+FORWARD = (230, 150, 30)
+INVALID = (150, 150, 150)
 
 
 def _time(value: Any) -> datetime:
@@ -66,6 +71,12 @@ def plot_profile(rows: Sequence[dict[str, Any]], path: str | Path, title: str = 
             d.rectangle([x0, y(kw_in[i]), x1, zero], fill=IMPORT)
         if kw_out[i] > 0:
             d.rectangle([x0, zero, x1, y(-kw_out[i])], fill=EXPORT)
+        flags = r.get("flags") or ()
+        mark = BACKWARD if "CLOCK_BACKWARD" in flags else FORWARD if "CLOCK_CHANGED" in flags else None
+        if "CLOCK_INVALID" in flags:
+            d.rectangle([x0, TOP - 4, x1, TOP - 1], fill=INVALID)
+        if mark is not None:
+            d.rectangle([x0, TOP - 9, x1, TOP - 5], fill=mark)
         end = _time(r["end"])
         if end.minute == 0 and end.hour % 3 == 0:
             d.line([(x1, H - BOTTOM), (x1, H - BOTTOM + 5)], fill=INK)

@@ -108,7 +108,8 @@ def event_names() -> dict[int, str]:
 @cache
 def lp_flag_bits() -> list[tuple[int, str]]:
     c = firmware_constants("loadprofile")
-    return [(c[n], n) for n in ("POWER_OUTAGE", "CLOCK_CHANGED", "PARTIAL", "CLOCK_INVALID")]
+    names = ("POWER_OUTAGE", "CLOCK_CHANGED", "PARTIAL", "CLOCK_INVALID", "CLOCK_BACKWARD", "DST")
+    return [(c[n], n) for n in names]
 
 
 @cache
@@ -441,24 +442,34 @@ def event_rows(client: Client) -> list[dict[str, Any]]:
 
 
 def _lp_flags(status0: int, status1: int) -> list[str]:
-    """ST64 EXTENDED_INT_STATUS back to loadprofile.py's flags. The common nibble: 2 power
-    failure, 4 clock reset; channel 0 (high nibble): 2 partial, 4 skipped (a filler entry).
-    logread.py does not carry CLOCK_INVALID into ST64, so it never shows here."""
+    """ST64 EXTENDED_INT_STATUS back to loadprofile.py's flags (logread.lp_read_into has the
+    layout). The common nibble: 1 DST, 2 power failure, 4 clock reset forward, 8 backward;
+    channel 1 (high nibble): 2 partial, 4 skipped (a filler entry); status1's high nibble,
+    bit 0: the manufacturer's CLOCK_INVALID."""
     bits = dict((name, bit) for bit, name in lp_flag_bits())
     flags = 0
+    if status0 & 1:
+        flags |= bits["DST"]
     if status0 & 2:
         flags |= bits["POWER_OUTAGE"]
-    if status0 & 4:
+    if status0 & 12:
         flags |= bits["CLOCK_CHANGED"]
-    if (status0 >> 4) == 2 or status1 == 2:
+    if status0 & 8:
+        flags |= bits["CLOCK_BACKWARD"]
+    if (status0 >> 4) == 2 or status1 & 15 == 2:
         flags |= bits["PARTIAL"]
+    if status1 >> 4 & 1:
+        flags |= bits["CLOCK_INVALID"]
     return [name for bit, name in lp_flag_bits() if flags & bit]
 
 
 def read_profile(client: Client) -> list[dict[str, Any]]:
     """The load profile (ST61 dimensions, ST63 where, ST64 data), oldest interval first:
-    {end, delivered_wh, received_wh, flags, interval_min}. The newest block holds ST63 NBR_VALID_INT
-    intervals; the older ones as many as up to their last non-empty entry."""
+    {end, delivered_wh, received_wh, flags, interval_min, register_delivered_wh,
+    register_received_wh}: the registers at the interval's end, from the block's END_READINGS
+    less the intervals after it in the block (None when the meter gives no reading: zeros).
+    The newest block holds ST63 NBR_VALID_INT intervals; the older ones as many as up to
+    their last non-empty entry."""
     st61 = parse(T.ST61, client.read(61))
     st63 = parse(T.ST63, client.read(63))
     nblocks, ints, chns = st61["NBR_BLKS_SET1"], st61["NBR_BLK_INTS_SET1"], st61["NBR_CHNS_SET1"]
@@ -495,6 +506,21 @@ def read_profile(client: Client) -> list[dict[str, Any]]:
             continue
         y, mo, d, hh, mi = block[:5]
         end = datetime.datetime(2000 + y, mo, d, hh, mi)
+        reg_d = int.from_bytes(block[5:11], "little", signed=True) if chns > 0 else 0
+        reg_r = int.from_bytes(block[11:17], "little", signed=True) if chns > 1 else 0
+        known = bool(reg_d or reg_r)
+        wh = [
+            (int.from_bytes(e[per_int - 2 * chns : per_int - 2 * chns + 2], "little"),
+             int.from_bytes(e[per_int - 2 * chns + 2 : per_int - 2 * chns + 4], "little"))
+            for e in entries[:count]
+        ]  # fmt: skip
+        after_d = after_r = 0
+        regs: list[tuple[int | None, int | None]] = []
+        for dw, rw in reversed(wh):
+            regs.append((reg_d - after_d, reg_r - after_r) if known else (None, None))
+            after_d += dw
+            after_r += rw
+        regs.reverse()
         for k in range(count):
             e = entries[k]
             rows.append({
@@ -503,6 +529,8 @@ def read_profile(client: Client) -> list[dict[str, Any]]:
                 "received_wh": int.from_bytes(e[per_int - 2 * chns + 2 : per_int - 2 * chns + 4], "little"),
                 "flags": _lp_flags(e[0], e[1] if chns > 1 else 0),
                 "interval_min": minutes,
+                "register_delivered_wh": regs[k][0],
+                "register_received_wh": regs[k][1],
             })  # fmt: skip
     return rows
 

@@ -191,6 +191,15 @@ def test_events_name_power_up_and_an_outage_oldest_first(meter, meterctl):
     assert human.returncode == 0 and "POWER_DOWN" in human.stdout and len(human.stdout.splitlines()) == len(rows)
 
 
+def test_events_carry_the_user_id_meterctl_logged_on_with(meter, meterctl):
+    r = meterctl("reset-demand", "--port", meter.optical, "--user-id", "42")
+    assert r.returncode == 0, r.stderr
+    rows = ok_json(meterctl("events", "--port", meter.optical, "--json"))
+    resets = [r for r in rows if r["name"] == "DEMAND_RESET"]
+    assert resets and resets[-1]["user_id"] == 42, "the logon's USER_ID, not 0"
+    assert [r["user_id"] for r in rows if r["name"] == "POWER_UP"] == [0], "the meter's own events: user 0"
+
+
 @pytest.mark.sim_only
 def test_profile_rows_json_and_csv(meter, meterctl, tmp_path):
     meter.sim.set_load(240, 10)
