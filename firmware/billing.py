@@ -119,6 +119,7 @@ class Billing:
         self._due_ms = self._ticks.ticks_ms()
         self._save = False
         self._faults_seen = 0
+        self.sr_due = 0  # the next daily self-read (selfread.py); 0: to be worked out
 
     def now(self):
         """The meter's time, seconds since 2000 (no RTC access)."""
@@ -191,7 +192,7 @@ class Billing:
         """The next boundary, due half a poll early on the board clock: the poll that reads
         it on the RTC is never missed by a millisecond of bus-time jitter (an early look
         that finds nothing due just schedules again)."""
-        nxt = min(self.demand.due, self.load_profile.due, self.tou.due, t + RECHECK_S)
+        nxt = min(self.demand.due, self.load_profile.due, self.tou.due, t + RECHECK_S, self.sr_due)
         self._due_ms = time.ticks_add(now_ms, max(nxt - t, 1) * 1000 - 500)
 
     def _boundaries(self, now_ms):
@@ -201,6 +202,7 @@ class Billing:
             self.time_changed(t - clk.jump, t)  # someone wrote the RTC: a time set
         if getattr(self.meter.config, "changes", 0) != self.cfg_seen:
             self._powerup("reconfigure", t)
+            self.sr_due = 0
         self.check_faults()
         self.events.flush()
         d, lp, tu = self.demand, self.load_profile, self.tou
@@ -222,6 +224,8 @@ class Billing:
             self._save = True
         if self._save:
             self.save(t)
+        if t >= self.sr_due:
+            self._self_read("daily", self, t)
         self.schedule(t, now_ms)
 
     def check_faults(self):
@@ -267,13 +271,30 @@ class Billing:
             lp.start(new, loadprofile.CLOCK_CHANGED | (loadprofile.PARTIAL if new % lp.interval_s else 0))
         self.tou.held = False  # TOU follows the clock again
         self.tou.switch(new)
+        self.sr_due = 0
         self.save(new)
         self.schedule(new, self._ticks.ticks_ms())
 
+    def _self_read(self, what, *args):
+        """selfread.py's function `what`, then that module dropped from RAM."""
+        import selfread
+
+        try:
+            return getattr(selfread, what)(*args)
+        finally:
+            sys.modules.pop("selfread", None)
+
+    def self_read(self):
+        """A self-read now (ST26): procedure 9's ACTION_FLAG bit 1; True if stored."""
+        return self._self_read("take", self.meter, self.now())
+
     def demand_reset(self):
-        """A demand reset from the meter itself (console, button): logged; False in the lock-out."""
+        """A demand reset from the meter itself (console, button): logged; False in the lock-out.
+        Its self-read (ST25, ST26) is taken first: the maxima as the reset found them."""
         d = self.demand
+        rec = self._self_read("record", self.meter, self.now())
         if not d.reset():
             return False
         self.events.record(events.EV_DEMAND_RESET, bytes((d.resets & 0xFF, d.resets >> 8 & 0xFF)))
+        self._self_read("store", self.meter, rec, True)
         return True
