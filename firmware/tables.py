@@ -762,6 +762,7 @@ def valid_setting(cfg, key, value):
         (c.DEMAND_SUBINTERVALS, 1, 60),
         (c.DEMAND_RESET_LOCKOUT_S, 0, 86400),
         (c.LP_INTERVAL_MIN, 1, 60),
+        (c.SELF_READ_TIME, -1, 1439),
         (c.LOCKOUT_S, 1, 3600),
         (c.LOCKOUT_TRIES, 1, 10),
     ):
