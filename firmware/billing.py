@@ -159,6 +159,7 @@ class Billing:
         """Run powerup.boot or powerup.reconfigure, then drop that module from RAM."""
         import powerup
 
+        self.sr_due = 0  # the daily self-read's time may have moved: worked out again
         try:
             getattr(powerup, what)(self, t)
         finally:
@@ -202,7 +203,6 @@ class Billing:
             self.time_changed(t - clk.jump, t)  # someone wrote the RTC: a time set
         if getattr(self.meter.config, "changes", 0) != self.cfg_seen:
             self._powerup("reconfigure", t)
-            self.sr_due = 0
         self.check_faults()
         self.events.flush()
         d, lp, tu = self.demand, self.load_profile, self.tou
