@@ -42,6 +42,7 @@ import time
 
 from micropython import const
 
+import config
 import demand
 import events
 import loadprofile
@@ -225,7 +226,10 @@ class Billing:
         if self._save:
             self.save(t)
         if t >= self.sr_due:
-            self._self_read("daily", self, t)
+            if self.meter.config.get(config.SELF_READ_TIME) < 0:
+                self.sr_due = 0x7FFFFFFF  # no daily self-read: selfread.py stays on the shelf
+            else:
+                self._self_read("daily", self, t)
         self.schedule(t, now_ms)
 
     def check_faults(self):
@@ -283,10 +287,6 @@ class Billing:
             return getattr(selfread, what)(*args)
         finally:
             sys.modules.pop("selfread", None)
-
-    def self_read(self):
-        """A self-read now (ST26): procedure 9's ACTION_FLAG bit 1; True if stored."""
-        return self._self_read("take", self.meter, self.now())
 
     def demand_reset(self):
         """A demand reset from the meter itself (console, button): logged; False in the lock-out.

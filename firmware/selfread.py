@@ -50,7 +50,7 @@ def record(m, t):
     """A self-read of the registers now, stamped t (seconds since 2000); None if ST23 has
     outgrown the record (it holds 236 bytes of it: 136 today, 7 tiers 217)."""
     buf = bytearray(_BUILD)
-    n = T.register_data(m, buf)
+    n = T._st23(m, buf)
     if n > _RECORD - _HEAD:
         return None
     rec = bytearray(_RECORD)
@@ -103,7 +103,7 @@ def daily(b, t):
 
 def read_into(m, tid, off, n, buf, boff):
     """n bytes of ST25 or ST26 from offset off into buf[boff:]: built one entry at a time."""
-    size = _ENTRY_HEAD + T.register_data(m, bytearray(_BUILD))  # today's ST23 length
+    size = _ENTRY_HEAD + T._st23(m, bytearray(_BUILD))  # today's ST23 length
     if tid == 25:
         rec = _ring(m, _KIND_PREV).read(0)
         _piece(rec, size, 0, off, n, buf, boff)

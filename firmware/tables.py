@@ -542,16 +542,21 @@ def read(m, tid, off, n, buf, boff):
     elif tid == 54:
         m.tou.calendar_into(off, n, buf, boff)  # its size is 0 without a Tou: never asked then
     elif tid < 27:  # ST25, ST26
-        import sys
-
-        import selfread
-
-        try:
-            selfread.read_into(m, tid, off, n, buf, boff)
-        finally:
-            sys.modules.pop("selfread", None)
+        _self_read("read_into", m, tid, off, n, buf, boff)
     else:
         buf[boff : boff + n] = _config_blob(m)[off : off + n]
+
+
+def _self_read(what, *args):
+    """selfread.py's function `what`, then that module dropped from RAM."""
+    import sys
+
+    import selfread
+
+    try:
+        return getattr(selfread, what)(*args)
+    finally:
+        sys.modules.pop("selfread", None)
 
 
 def _tiers(m):
@@ -581,11 +586,6 @@ def _st23(m, buf):
             buf[off : off + 5] = b"\x00\x00\x00\x00\x00"
         off = put(buf, off + 5, w, 4)
     return off
-
-
-def register_data(m, buf):
-    """ST23's bytes now into buf (a self-read's registers, selfread.py); their length."""
-    return _st23(m, buf)
 
 
 def _st76(m, off, n, buf, boff):
@@ -822,10 +822,8 @@ def _run(m, svc, number, buf, s, n, out, o):
             return _PROC_INVALID, 0
         if buf[s] & ~3:
             return _PROC_CONFLICT, 0  # season change: not supported
-        if buf[s] & 2:
-            sr = getattr(getattr(m, "billing", None), "self_read", None)  # ACTION_FLAG bit 1: one now
-            if sr is None or not sr():
-                return _PROC_CONFLICT, 0
+        if buf[s] & 2 and not _self_read("take", m, now_s(m)):  # ACTION_FLAG bit 1: one now
+            return _PROC_CONFLICT, 0
         if not buf[s] & 1:
             return _PROC_DONE, 0
         reset = getattr(m, "demand_reset", None)  # billing.py: logged, the lock-out kept
