@@ -43,6 +43,7 @@ import time
 
 from micropython import const
 
+import config
 import demand
 import events
 import loadprofile
@@ -125,6 +126,7 @@ class Billing:
         self._due_ms = self._ticks.ticks_ms()
         self._save = False
         self._faults_seen = 0
+        self.sr_due = 0  # the next daily self-read (selfread.py); 0: to be worked out
 
     def now(self):
         """The meter's time, seconds since 2000 (no RTC access)."""
@@ -168,6 +170,7 @@ class Billing:
         """Run powerup.boot or powerup.reconfigure, then drop that module from RAM."""
         import powerup
 
+        self.sr_due = 0  # the daily self-read's time may have moved: worked out again
         try:
             getattr(powerup, what)(self, t)
         finally:
@@ -201,7 +204,7 @@ class Billing:
         """The next boundary, due half a poll early on the board clock: the poll that reads
         it on the RTC is never missed by a millisecond of bus-time jitter (an early look
         that finds nothing due just schedules again)."""
-        nxt = min(self.demand.due, self.load_profile.due, self.tou.due, t + RECHECK_S)
+        nxt = min(self.demand.due, self.load_profile.due, self.tou.due, t + RECHECK_S, self.sr_due)
         self._due_ms = time.ticks_add(now_ms, max(nxt - t, 1) * 1000 - 500)
 
     def _boundaries(self, now_ms):
@@ -233,6 +236,11 @@ class Billing:
             self._save = True
         if self._save:
             self.save(t)
+        if t >= self.sr_due:
+            if self.meter.config.get(config.SELF_READ_TIME) < 0:
+                self.sr_due = 0x7FFFFFFF  # no daily self-read: selfread.py stays on the shelf
+            else:
+                self._self_read("daily", self, t)
         self.schedule(t, now_ms)
 
     def check_faults(self):
@@ -279,13 +287,26 @@ class Billing:
             lp.start(new, loadprofile.CLOCK_CHANGED | back | (loadprofile.PARTIAL if new % lp.interval_s else 0))
         self.tou.held = False  # TOU follows the clock again
         self.tou.switch(new)
+        self.sr_due = 0
         self.save(new)
         self.schedule(new, self._ticks.ticks_ms())
 
+    def _self_read(self, what, *args):
+        """selfread.py's function `what`, then that module dropped from RAM."""
+        import selfread
+
+        try:
+            return getattr(selfread, what)(*args)
+        finally:
+            sys.modules.pop("selfread", None)
+
     def demand_reset(self):
-        """A demand reset from the meter itself (console, button): logged; False in the lock-out."""
+        """A demand reset from the meter itself (console, button): logged; False in the lock-out.
+        Its self-read (ST25, ST26) is taken first: the maxima as the reset found them."""
         d = self.demand
+        rec = self._self_read("record", self.meter, self.now())
         if not d.reset():
             return False
         self.events.record(events.EV_DEMAND_RESET, bytes((d.resets & 0xFF, d.resets >> 8 & 0xFF)))
+        self._self_read("store", self.meter, rec, True)
         return True

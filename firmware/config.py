@@ -65,6 +65,7 @@ DEMAND_INTERVAL_MIN = const(0x30)  # 5, 15, 30 or 60
 DEMAND_SUBINTERVALS = const(0x31)  # 1 = block demand; n > 1 = rolling demand of n sub-intervals
 DEMAND_RESET_LOCKOUT_S = const(0x32)
 LP_INTERVAL_MIN = const(0x33)  # load-profile interval
+SELF_READ_TIME = const(0x38)  # the daily self-read (ST26), minutes after midnight 0-1439; -1: none
 # --- time of use (issue 5: tou.py has the rules) ---
 TOU_SEASONS = const(0x40)  # bytes: up to 4 season starts as (month, day) pairs; b"" = one season
 TOU_HOLIDAYS = const(0x41)  # bytes: 3-byte holidays, by the first byte (tou.py applies them):
@@ -127,6 +128,7 @@ DEFAULTS = (
     (DEMAND_SUBINTERVALS, 1),
     (DEMAND_RESET_LOCKOUT_S, 60),
     (LP_INTERVAL_MIN, 15),
+    (SELF_READ_TIME, -1),
     (PW_READER, b""),
     (PW_PROGRAMMER, b""),
     (PW_MASTER, b""),

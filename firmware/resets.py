@@ -64,7 +64,7 @@ MODULES = (
     b"main meter ade7953 metrology storage records eeprom billing powerup demand tou"
     b" loadprofile events logread timekeeping clock display ht1621 lcd_glyphs c1218 psem"
     b" tables security seal config status calibration resets board simwire machine rtc console"
-    b" repl stdio"
+    b" repl stdio selfread"
 )
 _OTHER = const(0xFF)
 # the record: counts of the four causes (u16), the last cause, the intent, the last

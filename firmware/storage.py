@@ -44,7 +44,12 @@ LOAD_PROFILE_START = const(0x2000)
 LOAD_PROFILE_LENGTH = const(0x4000)  # 128 blocks of 24 intervals: 31.75 days at 15 minutes
 REGISTERS_START = const(0x6000)  # base records: 2 pairs of copies, 512-byte slots
 BASE_SLOT = const(512)
-DELTAS_START = const(0x6800)  # delta records, a page or more each, to the end of the chip
+# billing-period data (selfread.py): 256-byte slots of storage.Ring, taken from the deltas
+PREV_RESET_START = const(0x6800)  # ST25: the registers at the last demand reset, 2 slots
+PREV_RESET_LENGTH = const(0x0200)
+SELF_READ_START = const(0x6A00)  # ST26: the self-reads, NBR_SELF_READS + 1 slots
+SELF_READ_LENGTH = const(0x0500)
+DELTAS_START = const(0x6F00)  # delta records, a page or more each, to the end of the chip
 LAYOUT_VERSION = const(3)
 # layout 2 had an 8 KiB load profile and its register records from 0x4000: a chip marked 2
 # is scanned from there once, and its registers carried over into a base of this layout

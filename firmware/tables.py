@@ -103,6 +103,15 @@ _EVENT_DATA_LENGTH = const(4)
 _EV_HEADER = const(11)
 _LIST_OVERFLOW = const(2)  # ST63 and ST76 FLAGS: OVERFLOW_FLAG, LIST_TYPE_FLAG (circular)
 _LIST_CIRCULAR = const(4)
+# ST21 REG_FUNC1 and REG_FUNC2 bits (C12.19), and the self-reads ST26 keeps (selfread.py)
+_SEASON_INFO_FIELD_FLAG = const(1)  # ST25/ST26 entries carry SEASON
+_DATE_TIME_FIELD_FLAG = const(2)  # ... END_DATE_TIME, and ST23's demands their time
+_SELF_READ_INHIBIT_OVERFLOW_FLAG = const(1)
+_SELF_READ_SEQ_NBR_FLAG = const(2)
+_DAILY_SELF_READ_FLAG = const(4)
+_WEEKLY_SELF_READ_FLAG = const(8)
+_SELF_READ_DEMAND_RESET = const(0x10)  # bits 4-5 = 1: a self read with every demand reset
+NBR_SELF_READS = const(4)  # public: selfread.py reads it
 _EV_ENTRY = const(16)  # EVENT_ENTRY: LTIME_DATE, sequence, user, code, 4 argument bytes
 _OK = const(0)
 _ERR = const(1)
@@ -158,6 +167,11 @@ ST71 = (
     b"LOG_FLAGS:1 NBR_STD_EVENTS:1 NBR_MFG_EVENTS:1 HIST_DATA_LENGTH:1 EVENT_DATA_LENGTH:1"
     b" NBR_HISTORY_ENTRIES:2 NBR_EVENT_ENTRIES:2"
 )
+# ST26 SELF_READ_DATA_TBL's list status; then NBR_SELF_READS entries: END_DATE_TIME
+# (STIME_DATE), SEASON, the registers as in ST23 (ST25: one such entry, no list status)
+SELF_READ_HEADER = (
+    b"LIST_STATUS:1 NBR_VALID_ENTRIES:1 LAST_ENTRY_ELEMENT:1 LAST_ENTRY_SEQ_NUMBER:2 NBR_UNREAD_ENTRIES:1"
+)
 LOG_HEADER = b"FLAGS:1 NBR_VALID_ENTRIES:2 LAST_ENTRY_ELEMENT:2 LAST_ENTRY_SEQ_NBR:4 NBR_UNREAD_ENTRIES:2"
 # ST76 entries (LOG_FLAGS: date and time, no event number)
 EVENT_ENTRY = b"YEAR:1 MONTH:1 DAY:1 HOUR:1 MINUTE:1 SECOND:1 EVENT_SEQ_NBR:2 USER_ID:2 EVENT_CODE:2 EVENT_ARGUMENT:c4"
@@ -198,6 +212,8 @@ TABLES = (
     (21, _ANONYMOUS | _NEVER << 4),
     (22, _ANONYMOUS | _NEVER << 4),
     (23, _READER | _NEVER << 4),
+    (25, _READER | _NEVER << 4),  # previous demand reset data (selfread.py)
+    (26, _READER | _NEVER << 4),  # self-reads
     (51, _ANONYMOUS | _NEVER << 4),
     (52, _ANONYMOUS | _NEVER << 4),
     (53, _READER | _NEVER << 4),
@@ -221,7 +237,7 @@ TABLES = (
     (0x805, _READER | _NEVER << 4),  # MT5 the registers at full resolution (EnergyRegisters.FIELDS)
     (0x806, _ANONYMOUS | _NEVER << 4),  # MT6 resets by cause, the last fault
 )
-BIG = (54, 64, 76, 0x801)
+BIG = (25, 26, 54, 64, 76, 0x801)
 
 # (number, level, flags)
 PROCEDURES = (
@@ -402,8 +418,13 @@ def build(m, svc, tid, buf):
         buf[0:n] = svc.st8[0:n]
         return n
     if tid == 21:
-        # REG_FUNC1: date/time of demands, demand-reset counter; 3 summations, 1 demand
-        return pack(buf, 0, ST21, (0x06, 0, 0, 3, 1, 0, 1, _tiers(m), 0, 0))
+        # REG_FUNC1: season and date/time fields, demand-reset counter; REG_FUNC2 and
+        # NBR_SELF_READS: selfread.py; 3 summations, 1 demand
+        import config
+
+        daily = _DAILY_SELF_READ_FLAG if m.config.get(config.SELF_READ_TIME) >= 0 else 0
+        func2 = _SELF_READ_SEQ_NBR_FLAG | daily | _SELF_READ_DEMAND_RESET
+        return pack(buf, 0, ST21, (0x07, func2, NBR_SELF_READS, 3, 1, 0, 1, _tiers(m), 0, 0))
     if tid == 22:
         # SUMMATION_SELECT, DEMAND_SELECT, MIN_OR_MAX_FLAGS. Sources: 0 Wh delivered,
         # 1 Wh received, 2 Wh net, 3 W delivered (its maximum demand)
@@ -411,6 +432,9 @@ def build(m, svc, tid, buf):
         return 5
     if tid == 23:
         return _st23(m, buf)
+    if tid == 25 or tid == 26:  # BIG: selfread.py reads them from EEPROM
+        n = 6 + _st23(m, buf)  # END_DATE_TIME (5), SEASON (1): REG_FUNC1's flags; the registers
+        return n if tid == 25 else 6 + NBR_SELF_READS * n
     return 0  # ST7: write only
 
 
@@ -536,8 +560,22 @@ def read(m, tid, off, n, buf, boff):
         _st76(m, off, n, buf, boff)
     elif tid == 54:
         m.tou.calendar_into(off, n, buf, boff)  # its size is 0 without a Tou: never asked then
+    elif tid < 27:  # ST25, ST26
+        _self_read("read_into", m, tid, off, n, buf, boff)
     else:
         buf[boff : boff + n] = _config_blob(m)[off : off + n]
+
+
+def _self_read(what, *args):
+    """selfread.py's function `what`, then that module dropped from RAM."""
+    import sys
+
+    import selfread
+
+    try:
+        return getattr(selfread, what)(*args)
+    finally:
+        sys.modules.pop("selfread", None)
 
 
 def _tiers(m):
@@ -754,6 +792,7 @@ def valid_setting(cfg, key, value):
         (c.DEMAND_SUBINTERVALS, 1, 60),
         (c.DEMAND_RESET_LOCKOUT_S, 0, 86400),
         (c.LP_INTERVAL_MIN, 1, 60),
+        (c.SELF_READ_TIME, -1, 1439),
         (c.LOCKOUT_S, 1, 3600),
         (c.LOCKOUT_TRIES, 1, 10),
     ):
@@ -813,8 +852,10 @@ def _run(m, svc, number, buf, s, n, out, o):
     if number == _PROC_REMOTE_RESET:
         if n < 1:
             return _PROC_INVALID, 0
-        if buf[s] & ~1:
-            return _PROC_CONFLICT, 0  # self read and season change: not supported
+        if buf[s] & ~3:
+            return _PROC_CONFLICT, 0  # season change: not supported
+        if buf[s] & 2 and not _self_read("take", m, now_s(m)):  # ACTION_FLAG bit 1: one now
+            return _PROC_CONFLICT, 0
         if not buf[s] & 1:
             return _PROC_DONE, 0
         reset = getattr(m, "demand_reset", None)  # billing.py: logged, the lock-out kept

@@ -1,7 +1,7 @@
 """meterctl: the bench technician's command line.
 
     meterctl flash --board {pico,esp32,sim} --port PORT [--tool mpremote|ampy] [--source]
-    meterctl read|table|status|events|profile|watch|lcd --port OPTICAL ...   (readout.py)
+    meterctl read [--previous]|self-reads|table|status|events|profile|watch|lcd --port OPTICAL ...   (readout.py)
     meterctl program|set-time|reset-demand|calibrate|seal|unseal --port OPTICAL ... (program.py)
     meterctl sim [--state DIR] [--speed X] [--rtc KIND] [--volts V --amps A --pf PF --hz F]
     meterctl demo

@@ -157,6 +157,8 @@ def render(key: int, value: int | bytes) -> str:
             return ID_STYLES[value] if 0 <= value < len(ID_STYLES) else str(value)
         if key == c.ELEMENTS:
             return repr(FORMS[value - 1]) if 1 <= value <= len(FORMS) else str(value)
+        if key == c.SELF_READ_TIME:
+            return "none" if value < 0 else f"{value // 60:02d}:{value % 60:02d}"
         return str(value)
     if key == c.DISPLAY_ITEMS:
         names = {code: name for name, code in display_items().items()}
@@ -406,6 +408,21 @@ def _check_load_profile(ck: _Checker, table: Any) -> None:
                _interval(ck, "load_profile.interval_min", t["interval_min"]))  # fmt: skip
 
 
+def _check_billing(ck: _Checker, table: Any) -> None:
+    """[billing] self_read_time = "HH:MM" (the daily self-read, ST26, on the meter's clock) or "none"."""
+    t = ck.keys("billing", table, ("self_read_time",))
+    if "self_read_time" in t:
+        text = ck.string("billing.self_read_time", t["self_read_time"])
+        m = re.fullmatch(r"(\d\d):(\d\d)", text)
+        if text == "none":
+            minute = -1
+        elif m is not None and int(m[1]) < 24 and int(m[2]) < 60:
+            minute = int(m[1]) * 60 + int(m[2])
+        else:
+            ck.fail("billing.self_read_time", f"{text!r} is not a time of day as HH:MM (00:00 to 23:59) or \"none\"")
+        ck.add("billing.self_read_time", config.SELF_READ_TIME, minute)
+
+
 def _check_tou(ck: _Checker, table: Any) -> None:
     t = ck.keys("tou", table, ("seasons", "holidays", "schedule", "dst", "time_zone_min"))
     nbr_seasons, nbr_tiers = _fw_const("tou", "NBR_SEASONS"), _fw_const("tou", "NBR_TIERS")
@@ -508,7 +525,7 @@ def _check_passwords(ck: _Checker, table: Any) -> None:
 
 CHECKS: dict[str, Callable[[_Checker, Any], None]] = {
     "metrology": _check_metrology, "display": _check_display, "demand": _check_demand,
-    "load_profile": _check_load_profile, "tou": _check_tou, "security": _check_security,
+    "load_profile": _check_load_profile, "billing": _check_billing, "tou": _check_tou, "security": _check_security,
     "identity": _check_identity, "passwords": _check_passwords,
 }  # fmt: skip
 SECTIONS = tuple(CHECKS)

@@ -2,6 +2,8 @@
 meter through its optical port, without changing anything on it.
 
     meterctl read    --port P [--json]     registers at full resolution, tiers, demand, V/A/W
+    meterctl read --previous --port P [--json]   ST25: the registers at the last demand reset
+    meterctl self-reads --port P [--json]  ST26: the self-reads, oldest first
     meterctl table   N --port P [--raw] [--offset O --count C] [--json]
     meterctl status  --port P [--json]     mode, status bits, seal, tamper, lock-out, clock
     meterctl events  --port P [--json]     the event log, oldest first
@@ -314,6 +316,58 @@ def read_registers(client: Client) -> dict[str, Any]:
     }
 
 
+# ---- billing-period data: ST25 and ST26 (firmware/selfread.py) -----------------------------
+def _entry_layout(client: Client) -> tuple[dict[str, int], int, int]:
+    """(ST21, the entry's header bytes, the register data's bytes): ST25's and each ST26
+    entry's END_DATE_TIME and SEASON as REG_FUNC1 flags them, the registers as ST23 is now."""
+    st21 = parse(T.ST21, client.read(21))
+    head = (5 if st21["REG_FUNC1"] & T.DATE_TIME_FIELD_FLAG else 0) + (
+        1 if st21["REG_FUNC1"] & T.SEASON_INFO_FIELD_FLAG else 0
+    )
+    return st21, head, len(client.read(23))
+
+
+def decode_billing_entry(st21: dict[str, int], raw: bytes) -> dict[str, Any]:
+    """An ST25 record or ST26 entry: {'time', 'season', then as `read --json` has them}."""
+    off, when, season = 0, None, None
+    if st21["REG_FUNC1"] & T.DATE_TIME_FIELD_FLAG:
+        when, off = stime(raw[:5]), 5
+    if st21["REG_FUNC1"] & T.SEASON_INFO_FIELD_FLAG:
+        season, off = raw[off], off + 1
+    regs = decode_tiers(st21, raw[off:])
+    total = regs["total"]
+    return {
+        "time": when,
+        "season": season,
+        "delivered_wh": total["delivered_wh"],
+        "received_wh": total["received_wh"],
+        "net_wh": total["net_wh"],
+        "tiers": regs["tiers"],
+        "demand": {"max_w": total["max_demand_w"], "max_time": total["max_demand_time"], "resets": regs["resets"]},
+    }
+
+
+def read_previous(client: Client) -> dict[str, Any] | None:
+    """ST25 decoded; None before the first demand reset (all zero)."""
+    st21, head, size = _entry_layout(client)
+    raw = _read_big(client, 25, 0, head + size)
+    return decode_billing_entry(st21, raw) if any(raw) else None
+
+
+def read_self_reads(client: Client) -> list[dict[str, Any]]:
+    """ST26's valid entries, oldest first, each with its sequence number."""
+    st21, head, size = _entry_layout(client)
+    start = layout_size(T.SELF_READ_HEADER)
+    raw = _read_big(client, 26, 0, start + st21["NBR_SELF_READS"] * (head + size))
+    h = parse(T.SELF_READ_HEADER, raw)
+    n, last = h["NBR_VALID_ENTRIES"], h["LAST_ENTRY_SEQ_NUMBER"]
+    out = []
+    for i in range(n):
+        entry = raw[start + i * (head + size) : start + (i + 1) * (head + size)]
+        out.append({"seq": (last - (n - 1 - i)) & 0xFFFF, **decode_billing_entry(st21, entry)})
+    return out
+
+
 def fault_text(type_index: int, module_index: int, line: int) -> str:
     """resets.py's fault record as a person reads it: 'MemoryError in psem.py line 210'."""
     types, modules = RESETS.FAULT_TYPES, RESETS.MODULES.decode().split()
@@ -576,6 +630,21 @@ def show_registers(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def show_billing_entry(r: dict[str, Any], title: str) -> str:
+    lines = [f"{title} {r['time'] or 'unknown'}" + ("" if r["season"] is None else f", season {r['season'] + 1}"), ""]
+    for key in ("delivered_wh", "received_wh", "net_wh"):
+        lines.append(f"  {key[:-3]:<10}{r[key]:>16,} Wh")
+    lines += ["", "tiers        delivered Wh   received Wh        net Wh   max demand W  at"]
+    for t in r["tiers"]:
+        lines.append(
+            f"  {t['tier']:<4}{t['delivered_wh']:>16,}{t['received_wh']:>14,}{t['net_wh']:>14,}"
+            f"{t['max_demand_w']:>15,}  {t['max_demand_time'] or '-'}"
+        )
+    d = r["demand"]
+    lines += ["", f"demand: maximum {d['max_w']:,} W at {d['max_time'] or '-'}, {d['resets']} resets before"]
+    return "\n".join(lines)
+
+
 def show_status(s: dict[str, Any]) -> str:
     yes = {True: "yes", False: "no"}
     return "\n".join([
@@ -662,6 +731,10 @@ def _table_size(client: Client, number: int) -> int | None:
     """The size of a table read a piece at a time (BIG), as its dimensioning table says."""
     if number == 64:
         return parse(T.ST61, client.read(61))["LP_MEMORY_LEN"]
+    if number in (25, 26):
+        st21, head, size = _entry_layout(client)
+        per = 1 if number == 25 else st21["NBR_SELF_READS"]
+        return (0 if number == 25 else layout_size(T.SELF_READ_HEADER)) + per * (head + size)
     if number == 76:
         n = parse(T.ST71, client.read(71))["NBR_EVENT_ENTRIES"]
         return layout_size(T.LOG_HEADER) + n * layout_size(T.EVENT_ENTRY)
@@ -670,9 +743,35 @@ def _table_size(client: Client, number: int) -> int | None:
 
 # ---- commands -----------------------------------------------------------------------------
 def cmd_read(args: argparse.Namespace) -> int:
+    if args.previous:
+        with optical.session(args, "reader") as client:
+            prev = read_previous(client)
+        if args.json:
+            _print_json(prev)
+        else:
+            print(show_billing_entry(prev, "at the last demand reset,") if prev else "no demand reset yet")
+        return EXIT_OK
     with optical.session(args, "reader") as client:
         regs = read_registers(client)
     print(json.dumps(regs, indent=2) if args.json else show_registers(regs))
+    return EXIT_OK
+
+
+def cmd_self_reads(args: argparse.Namespace) -> int:
+    with optical.session(args, "reader") as client:
+        rows = read_self_reads(client)
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    if not rows:
+        print("no self-reads yet")
+    else:
+        print("   seq  time              season   delivered Wh   received Wh  max demand W  at")
+    for r in rows:
+        d = r["demand"]
+        season = "-" if r["season"] is None else r["season"] + 1
+        print(f"{r['seq']:>6}  {(r['time'] or '-').replace('T', ' '):<16}  {season!s:>6}"
+              f"{r['delivered_wh']:>15,}{r['received_wh']:>14,}{d['max_w']:>14,}  {d['max_time'] or '-'}")  # fmt: skip
     return EXIT_OK
 
 
@@ -824,8 +923,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's meterctl commands."""
     p = sub.add_parser("read", help="the registers: energy at full resolution, tiers, demand, V/A/W now")
     optical.add_port_options(p)
+    p.add_argument("--previous", action="store_true", help="the registers at the last demand reset (ST25)")
     p.add_argument("--json", action="store_true", help="JSON on stdout")
     p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser("self-reads", help="the self-reads (ST26): time, season, registers, oldest first")
+    optical.add_port_options(p)
+    p.add_argument("--json", action="store_true", help="JSON on stdout")
+    p.set_defaults(func=cmd_self_reads)
 
     p = sub.add_parser("table", help="one C12.19 table, decoded into named fields (or hex)")
     p.add_argument("number", metavar="N", type=table_number, help="23, ST23, MT0 (= 0x800), 0x805")

@@ -134,9 +134,21 @@ def test_a_bad_argument_gets_one_line_and_exit_code_2(args, message):
     assert len(lines) == 1 and message in lines[0], r.stderr
 
 
-def test_a_missing_port_is_one_line_with_exit_code_3(meterctl):
-    r = meterctl("read", "--port", "/dev/no-such-probe")
+@pytest.mark.parametrize("command", [["read"], ["read", "--previous"], ["self-reads"]])
+def test_a_missing_port_is_one_line_with_exit_code_3(meterctl, command):
+    r = meterctl(*command, "--port", "/dev/no-such-probe")
     assert r.returncode == 3 and r.stderr.count("\n") == 1 and "no device at /dev/no-such-probe" in r.stderr
+
+
+def test_a_fresh_meter_has_no_previous_billing_period_and_no_self_reads(meter, meterctl):
+    """ST25 and ST26 before any demand reset or self-read (test_selfread.py has them filled)."""
+    assert ok_json(meterctl("read", "--previous", "--port", meter.optical, "--json")) is None
+    assert ok_json(meterctl("self-reads", "--port", meter.optical, "--json")) == []
+    assert meterctl("self-reads", "--port", meter.optical).stdout.strip() == "no self-reads yet"
+    st23 = ok_json(meterctl("table", "23", "--port", meter.optical, "--json"))["size"]
+    st26 = ok_json(meterctl("table", "ST26", "--port", meter.optical, "--json"))
+    # the list status (6 bytes), then 4 entries of END_DATE_TIME (5), SEASON (1) and ST23's bytes
+    assert st26["size"] == 6 + 4 * (5 + 1 + st23) and st26["hex"] == "04" + "00" * (st26["size"] - 1)
 
 
 def test_status_of_a_fresh_meter(meter, meterctl):

@@ -58,7 +58,7 @@ def test_st0_declares_what_the_meter_has_and_every_table_reads_back(sim):
     assert off == len(st0)
     std, mfg, sproc, mproc, swrite, mwrite = maps
     declared = [n for n, _ in T.TABLES]
-    assert std == {n for n in declared if n < T.MFG} >= {0, 1, 3, 5, 7, 8, 21, 22, 23, 52, 55, 61, 64, 71, 76}
+    assert std == {n for n in declared if n < T.MFG} >= {0, 1, 3, 5, 7, 8, 21, 22, 23, 25, 26, 52, 55, 61, 64, 71, 76}
     assert mfg == {n - T.MFG for n in declared if n >= T.MFG}
     assert sproc == {p[0] for p in T.PROCEDURES if p[0] < T.MFG} >= {3, 7, 8, 9, 10}
     assert mproc == {p[0] - T.MFG for p in T.PROCEDURES if p[0] >= T.MFG}
@@ -72,6 +72,13 @@ def test_st0_declares_what_the_meter_has_and_every_table_reads_back(sim):
     st21 = parse(T.ST21, tables[21])
     assert len(tables[22]) == st21["NBR_SUMMATIONS"] + st21["NBR_DEMANDS"] + (st21["NBR_DEMANDS"] + 7) // 8
     parse_st23(st21, tables[23])  # raises unless ST23 is exactly as ST21 dimensions it
+    # ST25 and each ST26 entry: END_DATE_TIME (STIME_DATE, 5) and SEASON (1) as REG_FUNC1
+    # bits 1 and 0 say, then ST23's register data; ST26's list status is 6 bytes (LIST_STATUS,
+    # NBR_VALID_ENTRIES, LAST_ENTRY_ELEMENT, LAST_ENTRY_SEQ_NUMBER (2), NBR_UNREAD_ENTRIES)
+    assert st21["REG_FUNC1"] & 3 == 3 and st21["NBR_SELF_READS"] >= 1
+    assert len(tables[25]) == 5 + 1 + len(tables[23])
+    assert len(tables[26]) == 6 + st21["NBR_SELF_READS"] * (5 + 1 + len(tables[23]))
+    assert not any(tables[25]) and tables[26][1] == 0, "a fresh meter: no demand reset, no self-read"
     st51 = parse(T.ST51, tables[51])
     assert len(tables[54]) == st51["CALENDAR_TBL_SIZE"]
     st61 = parse(T.ST61, tables[61])
@@ -262,7 +269,13 @@ def test_remote_reset_resets_demand_once_per_lockout(sim):
     with Client.open(sim.optical_port) as c, c.session(password="", packet_size=128, nbr_packets=4):
         st21 = parse(T.ST21, c.read(21))
         before = parse_st23(st21, c.read(23))
-        assert c.procedure(T.PROC_REMOTE_RESET, b"\x02", check=False)[0] == T.PROC_CONFLICT, "no self read"
+        assert c.procedure(T.PROC_REMOTE_RESET, b"\x04", check=False)[0] == T.PROC_CONFLICT, "no season change"
+        # ACTION_FLAG bit 1: a self read (issue 16), ST26's first entry, numbered 1
+        assert c.procedure(T.PROC_REMOTE_RESET, b"\x02", check=False)[0] == 0
+        st23 = c.read(23)
+        st26 = c.read(26, 0, 12 + len(st23))  # the list status and the first entry
+        assert st26[1] == 1 and st26[3:5] == b"\x01\x00"
+        assert st26[12:] == st23, "the registers now, as ST23 has them"
         first = c.procedure(T.PROC_REMOTE_RESET, b"\x01", check=False)[0]
         if first == T.PROC_CONFLICT:
             pytest.skip("this firmware has no demand register")
