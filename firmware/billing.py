@@ -62,6 +62,9 @@ UNKNOWN = const(0xFFFFFFFF)  # an outage of unknown length, in event data
 # The state record, little-endian unsigned: part (0 this object, 1 demand, 2 tou, 3 the
 # load profile), attribute, list index or -1, bytes. Then the load profile's open block.
 # Tier D's folded registers are not kept: they are the base minus tiers A, B and C.
+# The tiers' cumulative demands (W) take 3 bytes as their maxima do. The record is full
+# (244 bytes): demand.previous_w (the last interval's demand) and reset_max_w (the last
+# reset's maximum) are RAM only, 0 after a restart until an interval ends or a reset.
 # fmt: off
 LAYOUT = (
     0, "saved_at", -1, 4,   0, "flags", -1, 1,
@@ -70,8 +73,9 @@ LAYOUT = (
     1, "max_w", -1, 3,      1, "max_time", -1, 4,
     1, "tier_max_w", 0, 3,  1, "tier_max_w", 1, 3,  1, "tier_max_w", 2, 3,  1, "tier_max_w", 3, 3,
     1, "tier_max_time", 0, 4, 1, "tier_max_time", 1, 4, 1, "tier_max_time", 2, 4, 1, "tier_max_time", 3, 4,
-    1, "cumulative_w", -1, 4, 1, "resets", -1, 2,   1, "previous_w", -1, 3,
-    1, "reset_max_w", -1, 3, 1, "reset_time", -1, 4,
+    1, "cumulative_w", -1, 4, 1, "resets", -1, 2,   1, "reset_time", -1, 4,
+    1, "tier_cumulative_w", 0, 3, 1, "tier_cumulative_w", 1, 3, 1, "tier_cumulative_w", 2, 3,
+    1, "tier_cumulative_w", 3, 3,
     2, "folded_del", 0, 5,  2, "folded_del", 1, 5,  2, "folded_del", 2, 5,
     2, "folded_rec", 0, 5,  2, "folded_rec", 1, 5,  2, "folded_rec", 2, 5,
     2, "base_del", -1, 5,   2, "base_rec", -1, 5,   2, "tier", -1, 1,
@@ -103,6 +107,7 @@ class Billing:
         self.tou = tou.Tou(e)
         self.tou.max_w = self.demand.tier_max_w
         self.tou.max_time = self.demand.tier_max_time
+        self.tou.on_switch = self.demand.split  # per-tier demand by the energy each tier saw
         self.load_profile = loadprofile.LoadProfile(meter.storage, e)
         self.state = storage.Ring(meter.storage, STATE_START, STATE_LENGTH, STATE, _KIND_STATE)
         self._rec = bytearray(STATE)
@@ -206,13 +211,12 @@ class Billing:
         d, lp, tu = self.demand, self.load_profile, self.tou
         if t >= d.due:
             end = d.due
-            best = d.max_w
-            d.close(end, tu.tier)  # the tier in force during the interval: switches come after
+            new = d.close(end, tu.tier)  # the tier in force since the last switch: switches come after
             if t >= end + d.sub_s:  # more than one boundary since the last poll: a restart
                 d.restart(t)
             else:
                 d.start(end)
-            if end % d.interval_s == 0 or d.max_w != best:
+            if end % d.interval_s == 0 or new:
                 self._save = True
         if t >= lp.due:
             lp.close()
