@@ -89,6 +89,20 @@ _SEAL_LOCKED_OUT = const(4)
 _SEAL_FW_CHANGED = const(8)
 _SEAL_CONFIG_CHANGED = const(16)
 
+# ST23 (C12.19 CURRENT_REG_DATA_TBL) as ST21 declares it: REG_FUNC1 flags, field sizes
+_DATE_TIME_FLAG = const(0x02)  # REG_FUNC1: EVENT_TIME in each DEMANDS_RCD
+_DEMAND_RESET_CTR_FLAG = const(0x04)  # NBR_DEMAND_RESETS first
+_CUM_DEMAND_FLAG = const(0x10)  # CUM_DEMAND in each DEMANDS_RCD
+_CONT_CUM_DEMAND_FLAG = const(0x20)  # CONT_CUM_DEMAND
+_REG_FUNC1 = const(_DATE_TIME_FLAG | _DEMAND_RESET_CTR_FLAG | _CUM_DEMAND_FLAG | _CONT_CUM_DEMAND_FLAG)
+_NBR_SUMMATIONS = const(3)
+_NBR_DEMANDS = const(1)
+_NBR_OCCUR = const(1)
+_NI_FMAT1 = const(6)  # ST0 NI_FORMAT1 INT48: summations, CUM_DEMAND, CONT_CUM_DEMAND
+_NI_FMAT2 = const(4)  # ST0 NI_FORMAT2 INT32: DEMAND
+_STIME_DATE = const(5)  # TM_FORMAT 2: YY MM DD hh mm
+_DEMANDS_RCD = const(_STIME_DATE + 2 * _NI_FMAT1 + _NI_FMAT2)  # EVENT_TIME, CUM_DEMAND, CONT_CUM_DEMAND, DEMAND
+_DATA_BLK = const(_NBR_SUMMATIONS * _NI_FMAT1 + _NBR_DEMANDS * _DEMANDS_RCD)  # no COINCIDENTS
 _SCRATCH = const(253)  # the most a table built whole may take (psem builds at its buffer + 3)
 _PASSWORD = const(20)  # MT2: the passwords of READER, PROGRAMMER, MASTER, 20 bytes each
 _NBR_TIERS = const(4)  # served (as zeros) without meter.tou
@@ -397,8 +411,10 @@ def build(m, svc, tid, buf):
         buf[0:n] = svc.st8[0:n]
         return n
     if tid == 21:
-        # REG_FUNC1: date/time of demands, demand-reset counter; 3 summations, 1 demand
-        return pack(buf, 0, ST21, (0x06, 0, 0, 3, 1, 0, 1, _tiers(m), 0, 0))
+        # REG_FUNC1: date/time of demands, demand-reset counter, cumulative and continuously
+        # cumulative demand; 3 summations, 1 demand
+        values = (_REG_FUNC1, 0, 0, _NBR_SUMMATIONS, _NBR_DEMANDS, 0, _NBR_OCCUR, _tiers(m), 0, 0)
+        return pack(buf, 0, ST21, values)
     if tid == 22:
         # SUMMATION_SELECT, DEMAND_SELECT, MIN_OR_MAX_FLAGS. Sources: 0 Wh delivered,
         # 1 Wh received, 2 Wh net, 3 W delivered (its maximum demand)
@@ -523,30 +539,40 @@ def read(m, tid, off, n, buf, boff):
 
 def _tiers(m):
     n = getattr(getattr(m, "tou", None), "nbr_tiers", _NBR_TIERS)
-    return n if n < 8 else 7  # ST23 stays a snapshot (_SCRATCH bytes)
+    most = (_SCRATCH - 1) // _DATA_BLK - 1  # ST23 stays a snapshot (_SCRATCH bytes)
+    return n if n < most else most
+
+
+def st23_size(m):
+    """ST23's bytes: NBR_DEMAND_RESETS, then the total's and each tier's data block."""
+    return 1 + _DATA_BLK * (_tiers(m) + 1)
 
 
 def _st23(m, buf):
     """NBR_DEMAND_RESETS, then the total and one block per tier: Wh delivered, received
-    and net (INT48), the maximum demand's time (STIME_DATE) and value (W, INT32)."""
+    and net (NI_FMAT1), then the DEMANDS_RCD of the maximum demand: its time
+    (STIME_DATE), CUM_DEMAND and CONT_CUM_DEMAND (W, NI_FMAT1), its value (W, NI_FMAT2)."""
     d = getattr(m, "demand", None)
     tou = getattr(m, "tou", None)
     buf[0] = getattr(d, "resets", 0) & 0xFF
     e = m.energy
     dwh, rwh = e.delivered_wh, e.received_wh
+    has = hasattr(d, "cumulative")
     off = 1
     for tier in range(-1, _tiers(m)):
         if tier >= 0:
             dwh, rwh = tou.tier_wh(tier) if hasattr(tou, "tier_wh") else (0, 0)
         w, t = d.maximum(tier) if hasattr(d, "maximum") else (0, 0)
-        off = put(buf, off, dwh, 6)
-        off = put(buf, off, rwh, 6)
-        off = put(buf, off, dwh - rwh, 6)
+        off = put(buf, off, dwh, _NI_FMAT1)
+        off = put(buf, off, rwh, _NI_FMAT1)
+        off = put(buf, off, dwh - rwh, _NI_FMAT1)
         if t:
-            put_time(buf, off, t, 5)
+            put_time(buf, off, t, _STIME_DATE)
         else:
-            buf[off : off + 5] = b"\x00\x00\x00\x00\x00"
-        off = put(buf, off + 5, w, 4)
+            buf[off : off + _STIME_DATE] = b"\x00\x00\x00\x00\x00"
+        off = put(buf, off + _STIME_DATE, d.cumulative(tier) if has else 0, _NI_FMAT1)
+        off = put(buf, off, d.cont_cumulative(tier) if has else 0, _NI_FMAT1)
+        off = put(buf, off, w, _NI_FMAT2)
     return off
 
 

@@ -15,6 +15,8 @@ import holdup
 import pytest
 from billing_rpc import EV, MeterRPC, secs
 
+from host_tools.c1218 import TABLES as T
+from host_tools.c1218 import Client, parse, parse_st23
 from host_tools.sim import SimBoard
 from host_tools.sim.board import DEFAULT_HEAP_KB
 
@@ -310,3 +312,80 @@ def test_rolling_demand_splits_a_sub_interval_at_the_tier_switch(tmp_path):
     assert abs(tier_max[0] - 3840) <= 6 and tier_time[0] == t0 + 45 * 60
     assert abs(tier_max[1] - 1200) <= 2 and tier_time[1] == t0 + 60 * 60
     assert tier_max[2:] == [0, 0]
+
+
+def st23_by_the_standard(data: bytes) -> dict:
+    """ST23 decoded from C12.19's layout as this meter's ST0/ST21 set it up, written here
+    by hand (not the host tools' parser): NBR_DEMAND_RESETS (1 byte), then the total's and
+    four tiers' blocks of 39 bytes: 3 summations INT48 (NI_FORMAT1), then one DEMANDS_RCD:
+    EVENT_TIME (STIME_DATE, 5 bytes), CUM_DEMAND and CONT_CUM_DEMAND (NI_FORMAT1, INT48),
+    DEMAND (NI_FORMAT2, INT32)."""
+    assert len(data) == 1 + 5 * 39
+
+    def num(off: int, n: int) -> int:
+        return int.from_bytes(data[off : off + n], "little", signed=True)
+
+    blocks = []
+    for k in range(5):
+        b = 1 + 39 * k
+        blocks.append({"cum": num(b + 23, 6), "cont": num(b + 29, 6), "max": num(b + 35, 4)})
+    return {"resets": data[0], "total": blocks[0], "tiers": blocks[1:]}
+
+
+def read_st23(board: SimBoard) -> tuple[dict, dict]:
+    with Client.open(board.optical_port) as c, c.session(password=""):
+        st21 = parse(T.ST21, c.read(21))
+        data = c.read(23)
+    return st23_by_the_standard(data), parse_st23(st21, data)
+
+
+def near(got: dict, want: dict, tol: int = 4) -> bool:
+    """Within one poll: an interval ends at the first poll past its end (3 kW x 1 s / 900 s)."""
+    return all(abs(got[k] - v) <= tol for k, v in want.items())
+
+
+def test_cumulative_demands_per_tier_in_st23_and_on_the_lcd(tmp_path):
+    """Cumulative and continuously cumulative demand (issue 16), total and per tier, in
+    ST23 and on the LCD. 15-minute block demand; tier A to 01:00, B after. By hand: 2 kW
+    00:00-01:00 (all A), a demand reset: cumulative 2000 W (A 2000, B 0). 3 kW 01:00-02:00
+    (all B): the maximum 3000 W (B 3000, A 0), continuously cumulative = cumulative + the
+    maximum now: 5000 W (A 2000, B 3000). A second reset: cumulative 5000 W (A 2000, B 3000)."""
+    start = "2026-01-05T00:00:00"
+    with SimBoard(tmp_path, seed=13, ideal=True, boot=False, heap_kb=HEAP_KB, start_time=start) as board:
+        meter = MeterRPC(board, {TOU_WEEKDAY: switch_at(1, 0), DISPLAY_ITEMS: b"\x0b"})  # the LCD shows CC
+        board.set_load(VOLTS, 2000 / VOLTS)
+        board.power_on()
+        at(board, "01:00", 3000 / VOLTS)
+        board.run(30.0)  # the interval ending 01:00 is closed
+        assert meter.call("result = m.demand_reset()") is True
+        std, parsed = read_st23(board)
+        assert std["resets"] == 1
+        assert near(std["total"], {"cum": 2000, "cont": 2000, "max": 0})
+        assert near(std["tiers"][0], {"cum": 2000, "cont": 2000, "max": 0})
+        assert std["tiers"][1:] == [{"cum": 0, "cont": 0, "max": 0}] * 3
+        assert board.lcd_text() == f"CC{std['total']['cont']:6d}", "the LCD's continuously cumulative demand"
+
+        at(board, "02:00")
+        board.run(30.0)
+        std, parsed = read_st23(board)
+        assert near(std["total"], {"cum": 2000, "cont": 5000, "max": 3000})
+        assert near(std["tiers"][0], {"cum": 2000, "cont": 2000, "max": 0})
+        assert near(std["tiers"][1], {"cum": 0, "cont": 3000, "max": 3000})
+        # the host tools' parser reads the same values from the firmware's declared layout
+        assert parsed["total"]["cumulative"] == [std["total"]["cum"]]
+        assert parsed["total"]["cont_cumulative"] == [std["total"]["cont"]]
+        assert [t["cont_cumulative"][0] for t in parsed["tiers"]] == [t["cont"] for t in std["tiers"]]
+        assert parsed["total"]["demands"][0][1] == std["total"]["max"]
+        assert board.lcd_text() == f"CC{std['total']['cont']:6d}"
+
+        assert meter.call("result = m.demand_reset()") is True
+        std, _ = read_st23(board)
+        assert std["resets"] == 2
+        assert near(std["total"], {"cum": 5000, "cont": 5000, "max": 0})
+        assert near(std["tiers"][0], {"cum": 2000, "cont": 2000, "max": 0})
+        assert near(std["tiers"][1], {"cum": 3000, "cont": 3000, "max": 0})
+        # the per-tier cumulative demands survive a power cut (the state record, saved at a poll)
+        board.run(2.0)
+        board.power_off(sag_ms=HOLD_UP_MS)
+        board.power_on()
+        assert read_st23(board)[0] == std
