@@ -8,7 +8,7 @@
     d.reset()                               # False inside the lock-out
     d.split(tier)                           # a tier switch inside the interval (tou.py calls it)
     d.tier_max_w[i], d.tier_max_time[i]     # per TOU tier: by the energy each tier saw
-    d.cumulative(tier), d.cont_cumulative(tier)   # tier -1: the total
+    d.cumulative_w, d.tier_cumulative_w[i]  # cumulative demand; continuously cumulative = it + the maximum
 
 Demand is the average power over the interval: energy x 3600 / interval seconds, from the
 register's full resolution (0.1 mWh), rounded to the watt. Block demand: one value per
@@ -189,14 +189,6 @@ class Demand:
     @property
     def cont_cumulative_w(self):
         return self.cumulative_w + self.max_w
-
-    def cumulative(self, tier=-1):
-        """Cumulative demand (W): the maxima moved by resets; the total for tier -1."""
-        return self.cumulative_w if tier < 0 else self.tier_cumulative_w[tier]
-
-    def cont_cumulative(self, tier=-1):
-        """Continuously cumulative demand (W): the cumulative demand plus the maximum now."""
-        return self.cumulative(tier) + self.maximum(tier)[0]
 
     def maximum(self, tier=-1):
         """(watts, seconds since 2000) of the maximum: the total for tier -1."""

@@ -102,9 +102,7 @@ _DATE_DOTS = const(0x0A)  # points after value digits 1 and 3: MM.DD.YY
 
 # Energy identifiers, two bytes each: delivered, received, net for ID_STYLE 0, then 1.
 _ENERGY_IDS = b"DENGNTTXRXNT"
-_ID_DEMAND = b"DM"
-_DEMAND_IDS = b"CDCC"  # ITEM_CUM_DEMAND, ITEM_CONT_CUM_DEMAND
-_ID_TIER = b"TR"
+_IDS = b"DMTRCDCC"  # ITEM_MAX_DEMAND, ITEM_TOU_TIER, ITEM_CUM_DEMAND, ITEM_CONT_CUM_DEMAND
 _ID_DATE = b"DA"
 _ID_TIME = b"TI"
 _ID_VERSION = b"VE"
@@ -237,17 +235,18 @@ class Display:
         if ITEM_DELIVERED <= item <= ITEM_NET:
             self._draw_energy(item, ann)
             return
-        demand = item == ITEM_MAX_DEMAND or item == ITEM_CUM_DEMAND or item == ITEM_CONT_CUM_DEMAND
-        if demand or item == ITEM_TOU_TIER:
-            source = getattr(m, "demand" if demand else "tou", None)
-            if item == ITEM_MAX_DEMAND or item == ITEM_TOU_TIER:
-                self._ident(_ID_DEMAND if demand else _ID_TIER)
-            else:
-                self._ident(_DEMAND_IDS, 2 * (item - ITEM_CUM_DEMAND))
+        if ITEM_MAX_DEMAND <= item <= ITEM_TOU_TIER or item >= ITEM_CUM_DEMAND:
+            tier = item == ITEM_TOU_TIER
+            source = getattr(m, "tou" if tier else "demand", None)
+            self._ident(_IDS, 2 * (item - ITEM_MAX_DEMAND if item < ITEM_CUM_DEMAND else item - ITEM_SEGMENTS + 1))
             if source is None:
                 for i in range(2, G.N_CHARS):
                     t[i] = _DASH
-            elif demand:  # watts are kW with 3 decimals
+            elif tier:
+                self._number(0, 0, 0)
+                t[7] = 65 + (source.tier & 3)  # "A".."D"
+                ann |= G.ANN_T1 << (source.tier & 3)
+            else:  # watts are kW with 3 decimals
                 w = source.max_kw_x1000
                 if item == ITEM_CUM_DEMAND:
                     w = source.cumulative_w
@@ -255,11 +254,7 @@ class Display:
                     w = source.cont_cumulative_w
                 self._number(w, G.N_DIGITS, _DEMAND_DECIMALS + 1)
                 dots = G.dot_after(_DEMAND_DECIMALS)
-            else:
-                self._number(0, 0, 0)
-                t[7] = 65 + (source.tier & 3)  # "A".."D"
-                ann |= G.ANN_T1 << (source.tier & 3)
-            if demand:
+            if not tier:
                 ann |= G.ANN_KW
         elif (item == ITEM_DATE or item == ITEM_TIME) and bits & status.CLOCK_ERROR:
             # no valid time: dashes, never a wrong time that looks right

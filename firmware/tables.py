@@ -28,7 +28,8 @@ time for each packet.
 What the rest of the meter provides (each optional, found with getattr):
 - meter.clock_time (seconds since 2000), meter.set_time(t), meter.demand_reset() (False
   inside the reset lock-out): billing.py; without them, the RTC and no demand.
-- meter.demand: resets, maximum(tier) -> (watts, seconds since 2000), tier -1 the total; clear().
+- meter.demand: resets, maximum(tier) -> (watts, seconds since 2000), tier -1 the total;
+  cumulative_w, tier_cumulative_w[tier] (cumulative demand, W); clear().
 - meter.tou: nbr_tiers, tier_wh(tier) -> (delivered Wh, received Wh), current_tier,
   season, dims() -> (seasons, special schedules, tier switches, non-recurring dates,
   recurring dates), calendar_size(), calendar_into(off, n, buf, boff) -> ST54 bytes,
@@ -557,11 +558,13 @@ def _st23(m, buf):
     buf[0] = getattr(d, "resets", 0) & 0xFF
     e = m.energy
     dwh, rwh = e.delivered_wh, e.received_wh
-    has = hasattr(d, "cumulative")
+    cum = getattr(d, "cumulative_w", 0)
+    tiers_cum = getattr(d, "tier_cumulative_w", None)
     off = 1
     for tier in range(-1, _tiers(m)):
         if tier >= 0:
             dwh, rwh = tou.tier_wh(tier) if hasattr(tou, "tier_wh") else (0, 0)
+            cum = tiers_cum[tier] if tiers_cum is not None and tier < len(tiers_cum) else 0
         w, t = d.maximum(tier) if hasattr(d, "maximum") else (0, 0)
         off = put(buf, off, dwh, _NI_FMAT1)
         off = put(buf, off, rwh, _NI_FMAT1)
@@ -570,8 +573,8 @@ def _st23(m, buf):
             put_time(buf, off, t, _STIME_DATE)
         else:
             buf[off : off + _STIME_DATE] = b"\x00\x00\x00\x00\x00"
-        off = put(buf, off + _STIME_DATE, d.cumulative(tier) if has else 0, _NI_FMAT1)
-        off = put(buf, off, d.cont_cumulative(tier) if has else 0, _NI_FMAT1)
+        off = put(buf, off + _STIME_DATE, cum, _NI_FMAT1)
+        off = put(buf, off, cum + w, _NI_FMAT1)  # continuously cumulative: + the maximum now
         off = put(buf, off, w, _NI_FMAT2)
     return off
 
