@@ -63,9 +63,13 @@ UNKNOWN = const(0xFFFFFFFF)  # an outage of unknown length, in event data
 
 # The state record, little-endian unsigned: part (0 this object, 1 demand, 2 tou, 3 the
 # load profile), attribute, list index or -1, bytes. Then the load profile's open block.
-# The record's last 3 bytes: the demand-reset lock-out's seconds left (UINT24; a record
-# from before it has zeros there). LAYOUT and the block must end before them.
+# The open block's first sequence number (its bytes 4-6) is not kept: it is next_seq less
+# the block's intervals; those 3 bytes of the record hold the demand-reset lock-out's
+# seconds left (UINT24) instead. LAYOUT and the block fill the record.
 # Tier D's folded registers are not kept: they are the base minus tiers A, B and C.
+# The tiers' cumulative demands (W) take 3 bytes as their maxima do. The record is full
+# (244 bytes): demand.previous_w (the last interval's demand) and reset_max_w (the last
+# reset's maximum) are RAM only, 0 after a restart until an interval ends or a reset.
 # fmt: off
 LAYOUT = (
     0, "saved_at", -1, 4,   0, "flags", -1, 1,
@@ -74,8 +78,9 @@ LAYOUT = (
     1, "max_w", -1, 3,      1, "max_time", -1, 4,
     1, "tier_max_w", 0, 3,  1, "tier_max_w", 1, 3,  1, "tier_max_w", 2, 3,  1, "tier_max_w", 3, 3,
     1, "tier_max_time", 0, 4, 1, "tier_max_time", 1, 4, 1, "tier_max_time", 2, 4, 1, "tier_max_time", 3, 4,
-    1, "cumulative_w", -1, 4, 1, "resets", -1, 2,   1, "previous_w", -1, 3,
-    1, "reset_max_w", -1, 3, 1, "reset_time", -1, 4,
+    1, "cumulative_w", -1, 4, 1, "resets", -1, 2,   1, "reset_time", -1, 4,
+    1, "tier_cumulative_w", 0, 3, 1, "tier_cumulative_w", 1, 3, 1, "tier_cumulative_w", 2, 3,
+    1, "tier_cumulative_w", 3, 3,
     2, "folded_del", 0, 5,  2, "folded_del", 1, 5,  2, "folded_del", 2, 5,
     2, "folded_rec", 0, 5,  2, "folded_rec", 1, 5,  2, "folded_rec", 2, 5,
     2, "base_del", -1, 5,   2, "base_rec", -1, 5,   2, "tier", -1, 1,
@@ -107,6 +112,7 @@ class Billing:
         self.tou = tou.Tou(e)
         self.tou.max_w = self.demand.tier_max_w
         self.tou.max_time = self.demand.tier_max_time
+        self.tou.on_switch = self.demand.split  # per-tier demand by the energy each tier saw
         self.load_profile = loadprofile.LoadProfile(meter.storage, e)
         loadprofile.dst_at = self.tou.dst_at  # intervals in daylight saving time are flagged
         self.state = storage.Ring(meter.storage, STATE_START, STATE_LENGTH, STATE, _KIND_STATE)
@@ -152,9 +158,9 @@ class Billing:
             off += n
         block = self.load_profile.block
         buf[off : off + len(block)] = block
-        left = self.demand.lock_left_s
+        left = self.demand.lock_left_s  # in place of the block's first sequence number
         for k in range(3):
-            buf[STATE - 3 + k] = (left >> (8 * k)) & 0xFF
+            buf[off + 4 + k] = (left >> (8 * k)) & 0xFF
         self._save = False
         if self.state.append(buf):
             self.saves += 1
@@ -220,13 +226,12 @@ class Billing:
         d.lock_left()  # counted often: the ticks wrap after days
         if t >= d.due:
             end = d.due
-            best = d.max_w
-            d.close(end, tu.tier)  # the tier in force during the interval: switches come after
+            new = d.close(end, tu.tier)  # the tier in force since the last switch: switches come after
             if t >= end + d.sub_s:  # more than one boundary since the last poll: a restart
                 d.restart(t)
             else:
                 d.start(end)
-            if end % d.interval_s == 0 or d.max_w != best:
+            if end % d.interval_s == 0 or new:
                 self._save = True
         if t >= lp.due:
             lp.close()

@@ -6,7 +6,9 @@
     if t >= d.due: d.close(d.due, tier); d.start(d.due)    # billing.py does this at every boundary
     d.present_w, d.previous_w, d.max_w, d.max_time, d.cumulative_w, d.resets
     d.reset()                               # False inside the lock-out
-    d.tier_max_w[i], d.tier_max_time[i]     # per TOU tier (the tier in force during the interval)
+    d.split(tier)                           # a tier switch inside the interval (tou.py calls it)
+    d.tier_max_w[i], d.tier_max_time[i]     # per TOU tier: by the energy each tier saw
+    d.cumulative_w, d.tier_cumulative_w[i]  # cumulative demand; continuously cumulative = it + the maximum
 
 Demand is the average power over the interval: energy x 3600 / interval seconds, from the
 register's full resolution (0.1 mWh), rounded to the watt. Block demand: one value per
@@ -24,14 +26,27 @@ Nothing here runs per poll: energy is read by difference at the boundaries.
 #   the window starts empty and missing sub-intervals count as zero.
 # - While suspended (an outage of more than 24 h, or a clock not known to be right),
 #   nothing is computed: present demand reads 0 and the maxima stay as they are.
-# - A demand reset moves the maximum into the cumulative demand (and reset_max_w), zeroes
-#   the maxima (total and per tier), counts itself and is refused for `lockout_s` seconds
-#   after the previous one, counted on powered time (the board's ticks, not the meter's
-#   clock: setting the clock back does not shorten it). Across a power cut it holds: the
-#   seconds left are kept in billing's state record (saved at every interval end) and go
-#   on counting at power-up, so an outage neither ends nor shortens it (the seconds since
-#   the last save before the cut are counted again: the lock-out can only come out longer,
-#   by at most one interval).
+# - A demand reset moves the maximum into the cumulative demand (and reset_max_w), each
+#   tier's maximum into that tier's, zeroes the maxima (total and per tier), counts itself
+#   and is refused for `lockout_s` seconds after the previous one, counted on powered time
+#   (the board's ticks, not the meter's clock: setting the clock back does not shorten it).
+#   Across a power cut it holds: the seconds left are kept in billing's state record (saved
+#   at every interval end) and go on counting at power-up, so an outage neither ends nor
+#   shortens it (the seconds since the last save before the cut are counted again: the
+#   lock-out can only come out longer, by at most one interval).
+#   Continuously cumulative demand is the cumulative demand plus the maximum now.
+# - Per-tier demand (this project's rule: ANSI C12.19 lays out a tier's maximum demand in
+#   ST23 but does not say how an interval that a tier switch cuts is credited): an
+#   interval's demand in tier i is the energy the tiers booked to i during the interval
+#   (tou.py's registers, split at the switch to the 0.1 mWh) over the whole interval
+#   length; each tier's maximum competes with those. With a switch A -> B at 07:10 in a
+#   15-minute interval of constant load P, tier A's demand is P x 10/15 and tier B's
+#   P x 5/15: the tiers' demands add up to the total's, as their energies do; no tier
+#   is credited with power it did not bill, and it is the partial-interval rule above
+#   (a tier present for part of an interval is divided by the full length). Rolling
+#   demand keeps each sub-interval's energy per tier and sums a tier over the window.
+#   The split of the running sub-interval is RAM: a power cut inside it gives the
+#   energy before the cut to the tier in force at the power-down.
 
 import time
 
@@ -49,8 +64,9 @@ class Demand:
         self.subs = 1
         self.sub_s = self.interval_s
         self.lockout_s = 60
-        self._window = [0]  # the completed sub-intervals' energy (0.1 mWh), a ring
-        self._wi = 0
+        self._window = [0] * NBR_TIERS  # completed sub-intervals' energy per tier (0.1 mWh), a ring
+        self._wi = 0  # the slot (sub-interval) the running one will take
+        self._part = [0] * NBR_TIERS  # the running sub-interval's energy per tier before its last switch
         self.start_time = 0  # the running sub-interval's start and end (seconds since 2000)
         self.due = 0
         self.start_wh = 0  # the delivered register at its start
@@ -62,6 +78,7 @@ class Demand:
         self.tier_max_w = [0] * NBR_TIERS
         self.tier_max_time = [0] * NBR_TIERS
         self.cumulative_w = 0  # sum of the maxima moved by resets
+        self.tier_cumulative_w = [0] * NBR_TIERS
         self.resets = 0
         self.reset_max_w = 0  # the maximum the last reset moved
         self.reset_time = 0
@@ -79,8 +96,8 @@ class Demand:
         self.lockout_s = lockout_s
         if self.lock_left_s > lockout_s:
             self.lock_left_s = lockout_s  # a shorter lock-out set: it applies now
-        if len(self._window) != subs:
-            self._window = [0] * subs
+        if len(self._window) != subs * NBR_TIERS:
+            self._window = [0] * (subs * NBR_TIERS)
             self._wi = 0
 
     # --- intervals -----------------------------------------------------------------------
@@ -91,6 +108,9 @@ class Demand:
         self.start_res = e.delivered_res
         self.start_time = t
         self.due = (t // self.sub_s + 1) * self.sub_s
+        p = self._part
+        for i in range(NBR_TIERS):
+            p[i] = 0
 
     def forget(self):
         """Empty the rolling window (after a restart missing sub-intervals count as 0)."""
@@ -109,29 +129,51 @@ class Demand:
         e = self._e
         return (e.delivered_wh - self.start_wh) * _LSB_PER_WH + e.delivered_res - self.start_res
 
+    def split(self, tier):
+        """A tier switch: the running sub-interval's energy so far, less what earlier
+        switches booked, goes to `tier` (the tier in force until now)."""
+        p = self._part
+        n = self.energy()
+        for v in p:
+            n -= v
+        if 0 <= tier < NBR_TIERS:
+            p[tier] += n
+
     def watts(self, lsb):
         d = 25 * self.interval_s  # lsb * 1e-4 Wh * 3600 s/h / interval_s
         return (lsb * 9 + d // 2) // d
 
     def close(self, stamp, tier):
-        """End the running sub-interval: compute the demand of the window, stamp a new
-        maximum with `stamp` (seconds since 2000) for the total and for `tier`."""
+        """End the running sub-interval (its energy since the last split is `tier`'s):
+        compute the demand of the window, total and per tier, stamp each new maximum with
+        `stamp` (seconds since 2000). True if a maximum changed."""
         if self.suspended:
-            return
-        w = self._window
-        w[self._wi] = self.energy()
-        self._wi = (self._wi + 1) % len(w)
+            return False
+        self.split(tier)
+        w, p = self._window, self._part
+        base = self._wi * NBR_TIERS
+        for i in range(NBR_TIERS):
+            w[base + i] = p[i]
+        self._wi = (self._wi + 1) % self.subs
+        new = False
         total = 0
-        for v in w:
-            total += v
+        for i in range(NBR_TIERS):
+            e = 0
+            for k in range(i, len(w), NBR_TIERS):
+                e += w[k]
+            total += e
+            dem = self.watts(e)
+            if dem > self.tier_max_w[i]:
+                self.tier_max_w[i] = dem
+                self.tier_max_time[i] = stamp
+                new = True
         dem = self.watts(total)
         self.previous_w = dem
         if dem > self.max_w:
             self.max_w = dem
             self.max_time = stamp
-        if 0 <= tier < NBR_TIERS and dem > self.tier_max_w[tier]:
-            self.tier_max_w[tier] = dem
-            self.tier_max_time[tier] = stamp
+            new = True
+        return new
 
     def resume(self, t):
         self.suspended = False
@@ -146,8 +188,9 @@ class Demand:
             return 0
         total = self.energy()
         w = self._window
+        skip = self._wi * NBR_TIERS  # the oldest sub-interval leaves the window at the next close
         for i in range(len(w)):
-            if i != self._wi:  # the oldest sub-interval leaves the window at the next close
+            if not skip <= i < skip + NBR_TIERS:
                 total += w[i]
         return self.watts(total)
 
@@ -193,6 +236,7 @@ class Demand:
         self.max_w = 0
         self.max_time = 0
         for i in range(NBR_TIERS):
+            self.tier_cumulative_w[i] += self.tier_max_w[i]
             self.tier_max_w[i] = 0
             self.tier_max_time[i] = 0
         self.resets += 1
@@ -208,6 +252,7 @@ class Demand:
         self.previous_w = self.max_w = self.max_time = 0
         self.cumulative_w = self.resets = self.reset_max_w = self.reset_time = self.lock_left_s = 0
         for i in range(NBR_TIERS):
+            self.tier_cumulative_w[i] = 0
             self.tier_max_w[i] = 0
             self.tier_max_time[i] = 0
         self.restart(self.start_time)

@@ -49,6 +49,10 @@ long docstring while it compiles.
 #                                      in DST, tou.py); "--:--:--" while invalid
 # 8     firmware version   VE          meter.VERSION, "0.1.0" -> "   0.1.0"
 # 9     all-segments test  88          every segment, point and annunciator lit
+# 10    cumulative demand  CD          meter.demand.cumulative_w (the maxima moved by demand
+#                                      resets) as kW with 3 decimals; kW; "------" without demand
+# 11    continuously       CC          meter.demand.cont_cumulative_w (cumulative + the maximum
+#       cumulative demand              now), the same way. Demand values roll over at 1000 kW
 #
 # ID_STYLE 0 names the energies DE / NG / NT, 1 names them TX / RX / NT. An energy value
 # rolls over at 10**DISPLAY_DIGITS display units (999999 -> 000000); the register keeps its
@@ -81,7 +85,9 @@ ITEM_DATE = const(6)
 ITEM_TIME = const(7)
 ITEM_VERSION = const(8)
 ITEM_SEGMENTS = const(9)
-ITEM_LAST = const(9)
+ITEM_CUM_DEMAND = const(10)
+ITEM_CONT_CUM_DEMAND = const(11)
+ITEM_LAST = const(11)
 _ITEM_ERROR = const(0x100)  # a non-fatal error's own item: 0x100 | its code
 
 REINIT_S = const(60)
@@ -97,8 +103,7 @@ _DATE_DOTS = const(0x0A)  # points after value digits 1 and 3: MM.DD.YY
 
 # Energy identifiers, two bytes each: delivered, received, net for ID_STYLE 0, then 1.
 _ENERGY_IDS = b"DENGNTTXRXNT"
-_ID_DEMAND = b"DM"
-_ID_TIER = b"TR"
+_IDS = b"DMTRCDCC"  # ITEM_MAX_DEMAND, ITEM_TOU_TIER, ITEM_CUM_DEMAND, ITEM_CONT_CUM_DEMAND
 _ID_DATE = b"DA"
 _ID_TIME = b"TI"
 _ID_VERSION = b"VE"
@@ -231,20 +236,26 @@ class Display:
         if ITEM_DELIVERED <= item <= ITEM_NET:
             self._draw_energy(item, ann)
             return
-        if item == ITEM_MAX_DEMAND or item == ITEM_TOU_TIER:
-            source = getattr(m, "demand" if item == ITEM_MAX_DEMAND else "tou", None)
-            self._ident(_ID_DEMAND if item == ITEM_MAX_DEMAND else _ID_TIER)
+        if ITEM_MAX_DEMAND <= item <= ITEM_TOU_TIER or item >= ITEM_CUM_DEMAND:
+            tier = item == ITEM_TOU_TIER
+            source = getattr(m, "tou" if tier else "demand", None)
+            self._ident(_IDS, 2 * (item - ITEM_MAX_DEMAND if item < ITEM_CUM_DEMAND else item - ITEM_SEGMENTS + 1))
             if source is None:
                 for i in range(2, G.N_CHARS):
                     t[i] = _DASH
-            elif item == ITEM_MAX_DEMAND:
-                self._number(source.max_kw_x1000, G.N_DIGITS, _DEMAND_DECIMALS + 1)
-                dots = G.dot_after(_DEMAND_DECIMALS)
-            else:
+            elif tier:
                 self._number(0, 0, 0)
                 t[7] = 65 + (source.tier & 3)  # "A".."D"
                 ann |= G.ANN_T1 << (source.tier & 3)
-            if item == ITEM_MAX_DEMAND:
+            else:  # watts are kW with 3 decimals
+                w = source.max_kw_x1000
+                if item == ITEM_CUM_DEMAND:
+                    w = source.cumulative_w
+                elif item == ITEM_CONT_CUM_DEMAND:
+                    w = source.cont_cumulative_w
+                self._number(w, G.N_DIGITS, _DEMAND_DECIMALS + 1)
+                dots = G.dot_after(_DEMAND_DECIMALS)
+            if not tier:
                 ann |= G.ANN_KW
         elif (item == ITEM_DATE or item == ITEM_TIME) and bits & status.CLOCK_ERROR:
             # no valid time: dashes, never a wrong time that looks right

@@ -180,9 +180,14 @@ def _unpack(b, buf):
             setattr(obj, lay[f + 1], v)
         off += n
     lp = b.load_profile
-    lp.block[:] = buf[off : off + len(lp.block)]
-    n = len(buf)  # billing.STATE: the lock-out's seconds left are its last 3 bytes (billing.save)
-    b.demand.lock_left_s = buf[n - 3] | buf[n - 2] << 8 | buf[n - 1] << 16
+    blk = lp.block
+    blk[:] = buf[off : off + len(blk)]
+    # bytes 4-6: the lock-out's seconds left in the record (billing.save); the block's
+    # first sequence number is next_seq less its intervals
+    b.demand.lock_left_s = blk[4] | blk[5] << 8 | blk[6] << 16
+    first = lp.next_seq - lp.n if lp.n else 0
+    for k in range(3):
+        blk[4 + k] = (first >> (8 * k)) & 0xFF
     tu = b.tou
     tu.current_tier = tu.tier
     tu.folded_del[3] = tu.base_del - tu.folded_del[0] - tu.folded_del[1] - tu.folded_del[2]

@@ -28,7 +28,8 @@ time for each packet.
 What the rest of the meter provides (each optional, found with getattr):
 - meter.clock_time (seconds since 2000), meter.set_time(t), meter.demand_reset() (False
   inside the reset lock-out): billing.py; without them, the RTC and no demand.
-- meter.demand: resets, maximum(tier) -> (watts, seconds since 2000), tier -1 the total; clear().
+- meter.demand: resets, maximum(tier) -> (watts, seconds since 2000), tier -1 the total;
+  cumulative_w, tier_cumulative_w[tier] (cumulative demand, W); clear().
 - meter.tou: nbr_tiers, tier_wh(tier) -> (delivered Wh, received Wh), current_tier,
   season, dims() -> (seasons, special schedules, tier switches, non-recurring dates,
   recurring dates), calendar_size(), calendar_into(off, n, buf, boff) -> ST54 bytes,
@@ -92,6 +93,21 @@ _SEAL_LOCKED_OUT = const(4)
 _SEAL_FW_CHANGED = const(8)
 _SEAL_CONFIG_CHANGED = const(16)
 
+# ST23 (C12.19 CURRENT_REG_DATA_TBL) as ST21 declares it: REG_FUNC1 flags, field sizes
+_SEASON_INFO_FIELD_FLAG = const(1)  # REG_FUNC1: ST25/ST26 entries carry SEASON
+_DATE_TIME_FIELD_FLAG = const(2)  # END_DATE_TIME in ST25/ST26, EVENT_TIME in each DEMANDS_RCD
+_DEMAND_RESET_CTR_FLAG = const(0x04)  # NBR_DEMAND_RESETS first
+_CUM_DEMAND_FLAG = const(0x10)  # CUM_DEMAND in each DEMANDS_RCD
+_CONT_CUM_DEMAND_FLAG = const(0x20)  # CONT_CUM_DEMAND
+_REG_FUNC1 = const(_SEASON_INFO_FIELD_FLAG | _DATE_TIME_FIELD_FLAG | _DEMAND_RESET_CTR_FLAG | _CUM_DEMAND_FLAG | _CONT_CUM_DEMAND_FLAG)
+_NBR_SUMMATIONS = const(3)
+_NBR_DEMANDS = const(1)
+_NBR_OCCUR = const(1)
+_NI_FMAT1 = const(6)  # ST0 NI_FORMAT1 INT48: summations, CUM_DEMAND, CONT_CUM_DEMAND
+_NI_FMAT2 = const(4)  # ST0 NI_FORMAT2 INT32: DEMAND
+_STIME_DATE = const(5)  # TM_FORMAT 2: YY MM DD hh mm
+_DEMANDS_RCD = const(_STIME_DATE + 2 * _NI_FMAT1 + _NI_FMAT2)  # EVENT_TIME, CUM_DEMAND, CONT_CUM_DEMAND, DEMAND
+_DATA_BLK = const(_NBR_SUMMATIONS * _NI_FMAT1 + _NBR_DEMANDS * _DEMANDS_RCD)  # no COINCIDENTS
 _SCRATCH = const(253)  # the most a table built whole may take (psem builds at its buffer + 3)
 _PASSWORD = const(20)  # MT2: the passwords of READER, PROGRAMMER, MASTER, 20 bytes each
 _NBR_TIERS = const(4)  # served (as zeros) without meter.tou
@@ -103,9 +119,7 @@ _EVENT_DATA_LENGTH = const(4)
 _EV_HEADER = const(11)
 _LIST_OVERFLOW = const(2)  # ST63 and ST76 FLAGS: OVERFLOW_FLAG, LIST_TYPE_FLAG (circular)
 _LIST_CIRCULAR = const(4)
-# ST21 REG_FUNC1 and REG_FUNC2 bits (C12.19), and the self-reads ST26 keeps (selfread.py)
-_SEASON_INFO_FIELD_FLAG = const(1)  # ST25/ST26 entries carry SEASON
-_DATE_TIME_FIELD_FLAG = const(2)  # ... END_DATE_TIME, and ST23's demands their time
+# ST21 REG_FUNC2 bits (C12.19), and the self-reads ST26 keeps (selfread.py)
 _SELF_READ_INHIBIT_OVERFLOW_FLAG = const(1)
 _SELF_READ_SEQ_NBR_FLAG = const(2)
 _DAILY_SELF_READ_FLAG = const(4)
@@ -418,13 +432,15 @@ def build(m, svc, tid, buf):
         buf[0:n] = svc.st8[0:n]
         return n
     if tid == 21:
-        # REG_FUNC1: season and date/time fields, demand-reset counter; REG_FUNC2 and
-        # NBR_SELF_READS: selfread.py; 3 summations, 1 demand
+        # REG_FUNC1: season and date/time fields, demand-reset counter, cumulative and
+        # continuously cumulative demand; REG_FUNC2 and NBR_SELF_READS: selfread.py; 3
+        # summations, 1 demand
         import config
 
         daily = _DAILY_SELF_READ_FLAG if m.config.get(config.SELF_READ_TIME) >= 0 else 0
         func2 = _SELF_READ_SEQ_NBR_FLAG | daily | _SELF_READ_DEMAND_RESET
-        return pack(buf, 0, ST21, (0x07, func2, NBR_SELF_READS, 3, 1, 0, 1, _tiers(m), 0, 0))
+        values = (_REG_FUNC1, func2, NBR_SELF_READS, _NBR_SUMMATIONS, _NBR_DEMANDS, 0, _NBR_OCCUR, _tiers(m), 0, 0)
+        return pack(buf, 0, ST21, values)
     if tid == 22:
         # SUMMATION_SELECT, DEMAND_SELECT, MIN_OR_MAX_FLAGS. Sources: 0 Wh delivered,
         # 1 Wh received, 2 Wh net, 3 W delivered (its maximum demand)
@@ -580,30 +596,42 @@ def _self_read(what, *args):
 
 def _tiers(m):
     n = getattr(getattr(m, "tou", None), "nbr_tiers", _NBR_TIERS)
-    return n if n < 8 else 7  # ST23 stays a snapshot (_SCRATCH bytes)
+    most = (_SCRATCH - 1) // _DATA_BLK - 1  # ST23 stays a snapshot (_SCRATCH bytes)
+    return n if n < most else most
+
+
+def st23_size(m):
+    """ST23's bytes: NBR_DEMAND_RESETS, then the total's and each tier's data block."""
+    return 1 + _DATA_BLK * (_tiers(m) + 1)
 
 
 def _st23(m, buf):
     """NBR_DEMAND_RESETS, then the total and one block per tier: Wh delivered, received
-    and net (INT48), the maximum demand's time (STIME_DATE) and value (W, INT32)."""
+    and net (NI_FMAT1), then the DEMANDS_RCD of the maximum demand: its time
+    (STIME_DATE), CUM_DEMAND and CONT_CUM_DEMAND (W, NI_FMAT1), its value (W, NI_FMAT2)."""
     d = getattr(m, "demand", None)
     tou = getattr(m, "tou", None)
     buf[0] = getattr(d, "resets", 0) & 0xFF
     e = m.energy
     dwh, rwh = e.delivered_wh, e.received_wh
+    cum = getattr(d, "cumulative_w", 0)
+    tiers_cum = getattr(d, "tier_cumulative_w", None)
     off = 1
     for tier in range(-1, _tiers(m)):
         if tier >= 0:
             dwh, rwh = tou.tier_wh(tier) if hasattr(tou, "tier_wh") else (0, 0)
+            cum = tiers_cum[tier] if tiers_cum is not None and tier < len(tiers_cum) else 0
         w, t = d.maximum(tier) if hasattr(d, "maximum") else (0, 0)
-        off = put(buf, off, dwh, 6)
-        off = put(buf, off, rwh, 6)
-        off = put(buf, off, dwh - rwh, 6)
+        off = put(buf, off, dwh, _NI_FMAT1)
+        off = put(buf, off, rwh, _NI_FMAT1)
+        off = put(buf, off, dwh - rwh, _NI_FMAT1)
         if t:
-            put_time(buf, off, t, 5)
+            put_time(buf, off, t, _STIME_DATE)
         else:
-            buf[off : off + 5] = b"\x00\x00\x00\x00\x00"
-        off = put(buf, off + 5, w, 4)
+            buf[off : off + _STIME_DATE] = b"\x00\x00\x00\x00\x00"
+        off = put(buf, off + _STIME_DATE, cum, _NI_FMAT1)
+        off = put(buf, off, cum + w, _NI_FMAT1)  # continuously cumulative: + the maximum now
+        off = put(buf, off, w, _NI_FMAT2)
     return off
 
 

@@ -87,6 +87,7 @@ class Tou:
         self.schedules = [[] for _ in range(NBR_SEASONS * 4)]  # per season * 4 + day type
         self.max_w = [0] * NBR_TIERS  # billing.py points these at the demand's per-tier maxima
         self.max_time = [0] * NBR_TIERS
+        self.on_switch = None  # called with the tier ending, before a change (billing.py: demand.split)
         self._ymd = [0, 0, 0]  # timekeeping.date_into's answer
         self._found = [0, 0, 0]  # _find's season, day type, next change
         self.time_zone_min = 0  # ST53 TIME_ZONE_OFFSET (config.TIME_ZONE_MIN): the clock's standard time - UTC
@@ -219,6 +220,8 @@ class Tou:
         self.season, self.day_type, self.due = f[0], f[1], f[2]
         if tier == self.tier:
             return False
+        if self.on_switch is not None:
+            self.on_switch(self.tier)
         self.fold()
         self.tier = self.current_tier = tier
         return True

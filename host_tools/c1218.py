@@ -412,24 +412,31 @@ def set_time_params(when: tuple[int, int, int, int, int, int], mask: int = 3, qu
 
 def parse_st23(st21: dict[str, int], data: bytes) -> dict[str, Any]:
     """ST23 as ST21 dimensions it: {'resets', 'total': block, 'tiers': [block, ...]}, each
-    block {'summations': [Wh ...], 'demands': [(stime bytes, W), ...]}."""
-    off = 1 if st21["REG_FUNC1"] & 0x04 else 0
+    block {'summations': [Wh ...], 'demands': [(stime bytes, W), ...], 'cumulative': [W or
+    None, ...], 'cont_cumulative': [W or None, ...]} (one per demand; None: REG_FUNC1 leaves
+    it out). Field sizes are the firmware's (NI_FMAT1, NI_FMAT2, STIME_DATE in tables.py)."""
+    t = TABLES
+    flags = st21["REG_FUNC1"]
+    off = 1 if flags & t.DEMAND_RESET_CTR_FLAG else 0
     out: dict[str, Any] = {"resets": data[0] if off else None, "tiers": []}
+
+    def number(size: int) -> int:
+        nonlocal off
+        off += size
+        return int.from_bytes(data[off - size : off], "little", signed=True)
+
     for k in range(st21["NBR_TIERS"] + 1):
-        sums = []
-        for _ in range(st21["NBR_SUMMATIONS"]):
-            sums.append(int.from_bytes(data[off : off + 6], "little", signed=True))
-            off += 6
-        demands = []
+        sums = [number(t.NI_FMAT1) for _ in range(st21["NBR_SUMMATIONS"])]
+        demands, cum, cont = [], [], []
         for _ in range(st21["NBR_DEMANDS"]):
-            when = b""
-            if st21["REG_FUNC1"] & 0x02:
-                when = data[off : off + 5]
-                off += 5
-            for _ in range(st21["NBR_OCCUR"]):
-                demands.append((when, int.from_bytes(data[off : off + 4], "little", signed=True)))
-                off += 4
-        block = {"summations": sums, "demands": demands}
+            when = [b""] * st21["NBR_OCCUR"]
+            if flags & t.DATE_TIME_FLAG:
+                when = [data[off + t.STIME_DATE * i : off + t.STIME_DATE * (i + 1)] for i in range(st21["NBR_OCCUR"])]
+                off += t.STIME_DATE * st21["NBR_OCCUR"]
+            cum.append(number(t.NI_FMAT1) if flags & t.CUM_DEMAND_FLAG else None)
+            cont.append(number(t.NI_FMAT1) if flags & t.CONT_CUM_DEMAND_FLAG else None)
+            demands += [(w, number(t.NI_FMAT2)) for w in when]
+        block = {"summations": sums, "demands": demands, "cumulative": cum, "cont_cumulative": cont}
         if k == 0:
             out["total"] = block
         else:

@@ -62,6 +62,7 @@ DISPLAY_ITEM_CONSTANTS = {
     "delivered": "ITEM_DELIVERED", "received": "ITEM_RECEIVED", "net": "ITEM_NET",
     "max_demand": "ITEM_MAX_DEMAND", "tier": "ITEM_TOU_TIER", "date": "ITEM_DATE", "time": "ITEM_TIME",
     "version": "ITEM_VERSION", "test": "ITEM_SEGMENTS",
+    "cum_demand": "ITEM_CUM_DEMAND", "cont_cum_demand": "ITEM_CONT_CUM_DEMAND",
 }  # fmt: skip
 MAX_BYTES = 40  # tables.valid_setting: the longest byte-string setting (the display list: 32 items)
 MAX_ITEMS = 32

@@ -277,8 +277,11 @@ def decode_tiers(st21: dict[str, int], st23: bytes) -> dict[str, Any]:
     def block(b: dict[str, Any]) -> dict[str, Any]:
         sums = b["summations"] + [0, 0, 0]
         when, watts = b["demands"][0] if b["demands"] else (b"", 0)
+        cum = b["cumulative"][0] if b["cumulative"] else None
+        cont = b["cont_cumulative"][0] if b["cont_cumulative"] else None
         return {"delivered_wh": sums[0], "received_wh": sums[1], "net_wh": sums[2],
-                "max_demand_w": watts, "max_demand_time": stime(when) if when else None}  # fmt: skip
+                "max_demand_w": watts, "max_demand_time": stime(when) if when else None,
+                "cum_demand_w": cum, "cont_cum_demand_w": cont}  # fmt: skip
 
     tiers = [{"tier": TIER_NAMES[i] if i < len(TIER_NAMES) else str(i + 1), **block(b)}
              for i, b in enumerate(parsed["tiers"])]  # fmt: skip
@@ -307,6 +310,8 @@ def read_registers(client: Client) -> dict[str, Any]:
         "demand": {
             "max_w": total["total"]["max_demand_w"],
             "max_time": total["total"]["max_demand_time"],
+            "cumulative_w": total["total"]["cum_demand_w"],
+            "cont_cumulative_w": total["total"]["cont_cum_demand_w"],
             "resets": total["resets"],
             # ST21 NBR_PRESENT_DEMANDS is 0: this meter serves no present-demand table (ST28)
             "present_w": None,
@@ -604,19 +609,27 @@ def _fmt_wh(v: float) -> str:
     return f"{v:>16,.4f}"
 
 
+def _fmt_w(v: int | None) -> str:
+    return "-" if v is None else f"{v:,}"
+
+
 def show_registers(r: dict[str, Any]) -> str:
     lines = [f"meter time {r['time'] or 'unknown'}", "", "energy (Wh, full resolution)"]
     for key in ("delivered_wh", "received_wh", "net_wh"):
         lines.append(f"  {key[:-3]:<10}{_fmt_wh(r[key])}")
-    lines += ["", "tiers        delivered Wh   received Wh        net Wh   max demand W  at"]
+    lines += ["", "tiers        delivered Wh   received Wh        net Wh   max demand W"
+              "   cum. demand W  cont. cum. W  at"]  # fmt: skip
     for t in r["tiers"]:
         lines.append(
             f"  {t['tier']:<4}{t['delivered_wh']:>16,}{t['received_wh']:>14,}{t['net_wh']:>14,}"
-            f"{t['max_demand_w']:>15,}  {t['max_demand_time'] or '-'}"
+            f"{t['max_demand_w']:>15,}{_fmt_w(t['cum_demand_w']):>16}{_fmt_w(t['cont_cum_demand_w']):>14}"
+            f"  {t['max_demand_time'] or '-'}"
         )
     d = r["demand"]
     lines += ["", f"demand: maximum {d['max_w']:,} W at {d['max_time'] or '-'}, {d['resets']} resets"
-              + ("" if d["present_w"] is None else f", present {d['present_w']:,} W")]  # fmt: skip
+              + ("" if d["present_w"] is None else f", present {d['present_w']:,} W"),
+              f"  cumulative {_fmt_w(d['cumulative_w'])} W,"
+              f" continuously cumulative {_fmt_w(d['cont_cumulative_w'])} W"]  # fmt: skip
     i = r["instantaneous"]
     lines += [
         "",

@@ -71,6 +71,36 @@ def test_read_json_has_the_registers_at_full_resolution_and_matches_the_true_ene
     assert human.returncode == 0 and f"{r['delivered_wh']:,.4f}" in human.stdout
 
 
+@pytest.mark.sim_only
+def test_read_shows_the_cumulative_and_continuously_cumulative_demand(meter, meterctl):
+    """Issue 16, by hand: 2 kW for an hour (15-minute block demand: maximum 2000 W), a demand
+    reset: cumulative 2000 W; 3 kW for an hour: continuously cumulative = 2000 + the
+    maximum now (3000 W) = 5000 W; a second reset: cumulative 5000 W. The simulated board
+    is an uncalibrated meter: within 3 %; the sums are exact on the meter's own values."""
+    meter.sim.set_load(240, 2000 / 240)
+    meter.sim.run(3600)
+    assert meterctl("reset-demand", "--port", meter.optical).returncode == 0
+    first = ok_json(meterctl("read", "--port", meter.optical, "--json"))["demand"]
+    assert first["cumulative_w"] == pytest.approx(2000, rel=0.03) and first["max_w"] == 0
+    assert first["cont_cumulative_w"] == first["cumulative_w"]
+    meter.sim.set_load(240, 3000 / 240)
+    meter.sim.run(3600)
+    r = ok_json(meterctl("read", "--port", meter.optical, "--json"))
+    d = r["demand"]
+    assert d["max_w"] == pytest.approx(3000, rel=0.03) and d["cumulative_w"] == first["cumulative_w"]
+    assert d["cont_cumulative_w"] == d["cumulative_w"] + d["max_w"] == pytest.approx(5000, rel=0.03)
+    a = r["tiers"][0]  # no TOU schedule: all of it tier A
+    assert (a["cum_demand_w"], a["cont_cum_demand_w"]) == (d["cumulative_w"], d["cont_cumulative_w"])
+    assert all(t["cum_demand_w"] == t["cont_cum_demand_w"] == 0 for t in r["tiers"][1:])
+    human = meterctl("read", "--port", meter.optical)
+    assert human.returncode == 0
+    assert f"cumulative {d['cumulative_w']:,} W, continuously cumulative {d['cont_cumulative_w']:,} W" in human.stdout
+    assert meterctl("reset-demand", "--port", meter.optical).returncode == 0
+    d2 = ok_json(meterctl("read", "--port", meter.optical, "--json"))["demand"]
+    assert d2["cumulative_w"] == d["cont_cumulative_w"] == d2["cont_cumulative_w"]
+    assert d2["cumulative_w"] == pytest.approx(5000, rel=0.03) and d2["max_w"] == 0 and d2["resets"] == 2
+
+
 def test_the_plain_functions_give_what_the_commands_print(meter, meterctl):
     from_cli = ok_json(meterctl("read", "--port", meter.optical, "--json"))
     status_cli = ok_json(meterctl("status", "--port", meter.optical, "--json"))

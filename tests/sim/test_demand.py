@@ -15,6 +15,8 @@ import holdup
 import pytest
 from billing_rpc import EV, MeterRPC, secs
 
+from host_tools.c1218 import TABLES as T
+from host_tools.c1218 import Client, parse, parse_st23
 from host_tools.sim import SimBoard
 from host_tools.sim.board import DEFAULT_HEAP_KB
 
@@ -249,3 +251,141 @@ b = m.billing
 result = polls(b, m.demand, m.tou, time.ticks_add(b._due_ms, -600)) > 0  # no boundary due yet
 """
         assert meter.call(code) is True
+
+
+# A -> B at 07:10 (issue 16): the switch cuts the demand interval 07:00-07:15 (block) or the
+# sub-interval 07:10-07:15 (rolling, at 07:12)
+def switch_at(hh: int, mm: int) -> bytes:
+    return bytes((0, 0, 0, hh, mm, 1))  # A from 00:00, B from hh:mm (config.TOU_SCHEDULE triples)
+
+
+def test_a_tier_switch_inside_a_block_interval_credits_each_tier_with_its_own_energy(tmp_path):
+    """Block demand, 15 minutes: 1.2 kW to 07:00, 4.8 kW 07:00-07:10, 1.2 kW after; the tier
+    switches A -> B at 07:10. By hand, the interval 07:00-07:15: tier A booked 4800 W x 10 min
+    = 800 Wh, tier B 1200 W x 5 min = 100 Wh; over 15 minutes, A 3200 W, B 400 W, the total
+    3600 W. B's maximum is then 1200 W (07:15-07:30, all B). Crediting the interval to the
+    tier at its end would give B 3600 W and leave A at 1200 W."""
+    start = "2026-01-05T06:30:00"  # a Monday
+    with SimBoard(tmp_path, seed=11, ideal=True, boot=False, heap_kb=HEAP_KB, start_time=start) as board:
+        meter = MeterRPC(board, {TOU_WEEKDAY: switch_at(7, 10)})
+        t0 = secs(start)
+        board.set_load(VOLTS, 5.0)
+        board.power_on()
+        at(board, "00:30", 20.0)  # 07:00
+        at(board, "00:40", 5.0)  # 07:10
+        at(board, "01:30")  # 08:00
+        max_w, max_time, tier_max, tier_time, tiers = meter.get(
+            "m.demand.max_w", "m.demand.max_time", "m.demand.tier_max_w", "m.demand.tier_max_time",
+            "m.tou.delivered_wh",
+        )  # fmt: skip
+    # an interval ends at the first poll past its end: one poll (4.8 kW x 1 s / 900 s) either way
+    assert abs(max_w - 3600) <= 6 and max_time == t0 + 45 * 60, "the total: 900 Wh in 07:00-07:15"
+    assert abs(tier_max[0] - 3200) <= 6 and tier_time[0] == t0 + 45 * 60, "tier A: 800 Wh over 15 minutes"
+    assert abs(tier_max[1] - 1200) <= 2 and tier_time[1] == t0 + 60 * 60, "tier B: 07:15-07:30, all of it B"
+    assert tier_max[2:] == [0, 0]
+    # the energy registers split the same way: A 1.2 kW x 0.5 h + 800 Wh, B 1.2 kW x 50 min
+    assert abs(tiers[0] - 1400) <= 3 and abs(tiers[1] - 1000) <= 3
+
+
+def test_rolling_demand_splits_a_sub_interval_at_the_tier_switch(tmp_path):
+    """Rolling demand, 15 minutes of three 5-minute sub-intervals; 1.2 kW to 07:00, 4.8 kW
+    07:00-07:12, 1.2 kW after; the tier switches A -> B at 07:12, inside the sub-interval
+    07:10-07:15. By hand, per sub-interval (Wh): before 07:00 A 100 each; 07:00-05 A 400;
+    07:05-10 A 400; 07:10-15 A 4800 x 2 min = 160 and B 1200 x 3 min = 60; then B 100 each.
+    Windows (x 4 for W over 15 minutes): 07:10 A 900 (3600 W); 07:15 A 960 (3840 W), B 60
+    (240 W), total 1020 (4080 W); 07:20 A 560, B 160; 07:25 A 160, B 260; 07:30 B 300
+    (1200 W, B's first full window). A's maximum 3840 W and the total's 4080 W at 07:15,
+    B's 1200 W at 07:30."""
+    start = "2026-01-05T06:30:00"
+    with SimBoard(tmp_path, seed=12, ideal=True, boot=False, heap_kb=HEAP_KB, start_time=start) as board:
+        meter = MeterRPC(board, {TOU_WEEKDAY: switch_at(7, 12), DEMAND_SUBINTERVALS: 3})
+        t0 = secs(start)
+        board.set_load(VOLTS, 5.0)
+        board.power_on()
+        at(board, "00:30", 20.0)  # 07:00
+        at(board, "00:42", 5.0)  # 07:12
+        at(board, "01:30")  # 08:00
+        max_w, max_time, tier_max, tier_time = meter.get(
+            "m.demand.max_w", "m.demand.max_time", "m.demand.tier_max_w", "m.demand.tier_max_time"
+        )
+    assert abs(max_w - 4080) <= 6 and max_time == t0 + 45 * 60
+    assert abs(tier_max[0] - 3840) <= 6 and tier_time[0] == t0 + 45 * 60
+    assert abs(tier_max[1] - 1200) <= 2 and tier_time[1] == t0 + 60 * 60
+    assert tier_max[2:] == [0, 0]
+
+
+def st23_by_the_standard(data: bytes) -> dict:
+    """ST23 decoded from C12.19's layout as this meter's ST0/ST21 set it up, written here
+    by hand (not the host tools' parser): NBR_DEMAND_RESETS (1 byte), then the total's and
+    four tiers' blocks of 39 bytes: 3 summations INT48 (NI_FORMAT1), then one DEMANDS_RCD:
+    EVENT_TIME (STIME_DATE, 5 bytes), CUM_DEMAND and CONT_CUM_DEMAND (NI_FORMAT1, INT48),
+    DEMAND (NI_FORMAT2, INT32)."""
+    assert len(data) == 1 + 5 * 39
+
+    def num(off: int, n: int) -> int:
+        return int.from_bytes(data[off : off + n], "little", signed=True)
+
+    blocks = []
+    for k in range(5):
+        b = 1 + 39 * k
+        blocks.append({"cum": num(b + 23, 6), "cont": num(b + 29, 6), "max": num(b + 35, 4)})
+    return {"resets": data[0], "total": blocks[0], "tiers": blocks[1:]}
+
+
+def read_st23(board: SimBoard) -> tuple[dict, dict]:
+    with Client.open(board.optical_port) as c, c.session(password=""):
+        st21 = parse(T.ST21, c.read(21))
+        data = c.read(23)
+    return st23_by_the_standard(data), parse_st23(st21, data)
+
+
+def near(got: dict, want: dict, tol: int = 4) -> bool:
+    """Within one poll: an interval ends at the first poll past its end (3 kW x 1 s / 900 s)."""
+    return all(abs(got[k] - v) <= tol for k, v in want.items())
+
+
+def test_cumulative_demands_per_tier_in_st23_and_on_the_lcd(tmp_path):
+    """Cumulative and continuously cumulative demand (issue 16), total and per tier, in
+    ST23 and on the LCD. 15-minute block demand; tier A to 01:00, B after. By hand: 2 kW
+    00:00-01:00 (all A), a demand reset: cumulative 2000 W (A 2000, B 0). 3 kW 01:00-02:00
+    (all B): the maximum 3000 W (B 3000, A 0), continuously cumulative = cumulative + the
+    maximum now: 5000 W (A 2000, B 3000). A second reset: cumulative 5000 W (A 2000, B 3000)."""
+    start = "2026-01-05T00:00:00"
+    with SimBoard(tmp_path, seed=13, ideal=True, boot=False, heap_kb=HEAP_KB, start_time=start) as board:
+        meter = MeterRPC(board, {TOU_WEEKDAY: switch_at(1, 0), DISPLAY_ITEMS: b"\x0b"})  # the LCD shows CC
+        board.set_load(VOLTS, 2000 / VOLTS)
+        board.power_on()
+        at(board, "01:00", 3000 / VOLTS)
+        board.run(30.0)  # the interval ending 01:00 is closed
+        assert meter.call("result = m.demand_reset()") is True
+        std, parsed = read_st23(board)
+        assert std["resets"] == 1
+        assert near(std["total"], {"cum": 2000, "cont": 2000, "max": 0})
+        assert near(std["tiers"][0], {"cum": 2000, "cont": 2000, "max": 0})
+        assert std["tiers"][1:] == [{"cum": 0, "cont": 0, "max": 0}] * 3
+        assert board.lcd_text() == f"CC{std['total']['cont']:6d}", "the LCD's continuously cumulative demand"
+
+        at(board, "02:00")
+        board.run(30.0)
+        std, parsed = read_st23(board)
+        assert near(std["total"], {"cum": 2000, "cont": 5000, "max": 3000})
+        assert near(std["tiers"][0], {"cum": 2000, "cont": 2000, "max": 0})
+        assert near(std["tiers"][1], {"cum": 0, "cont": 3000, "max": 3000})
+        # the host tools' parser reads the same values from the firmware's declared layout
+        assert parsed["total"]["cumulative"] == [std["total"]["cum"]]
+        assert parsed["total"]["cont_cumulative"] == [std["total"]["cont"]]
+        assert [t["cont_cumulative"][0] for t in parsed["tiers"]] == [t["cont"] for t in std["tiers"]]
+        assert parsed["total"]["demands"][0][1] == std["total"]["max"]
+        assert board.lcd_text() == f"CC{std['total']['cont']:6d}"
+
+        assert meter.call("result = m.demand_reset()") is True
+        std, _ = read_st23(board)
+        assert std["resets"] == 2
+        assert near(std["total"], {"cum": 5000, "cont": 5000, "max": 0})
+        assert near(std["tiers"][0], {"cum": 2000, "cont": 2000, "max": 0})
+        assert near(std["tiers"][1], {"cum": 3000, "cont": 3000, "max": 0})
+        # the per-tier cumulative demands survive a power cut (the state record, saved at a poll)
+        board.run(2.0)
+        board.power_off(sag_ms=HOLD_UP_MS)
+        board.power_on()
+        assert read_st23(board)[0] == std

@@ -32,6 +32,7 @@ START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)  # SimBoard's default RTC start
 
 # Item codes (firmware/display.py declares them; these tests use the bytes a tool would send).
 DELIVERED, RECEIVED, NET, MAX_DEMAND, TOU_TIER, DATE, TIME, VERSION, SEGMENTS = range(1, 10)
+CUM_DEMAND, CONT_CUM_DEMAND = 10, 11
 
 MAIN = """\
 import board, config, meter, status
@@ -318,6 +319,8 @@ class Board:
 
 class Demand:
     max_kw_x1000 = 12345
+    cumulative_w = 2000
+    cont_cumulative_w = 1234567  # 1234.567 kW: rolls over at 1000 kW
 
 class Tou:
     tier = 3
@@ -437,6 +440,16 @@ for case in FORMATS:
     micropython.heap_unlock()
     print("fmt|%s|%s" % (result, bytes(d.ram).hex()))
 
+for item in (10, 11):  # cumulative and continuously cumulative demand
+    micropython.heap_lock()
+    try:
+        d.draw(item)
+        result = "ok"
+    except MemoryError:
+        result = "ALLOC"
+    micropython.heap_unlock()
+    print("cum|%s|%s" % (result, bytes(d.ram).hex()))
+
 meter.VERSION = "1.12.3"
 print("ver|%s" % bytes(display.Display(lcd, m)._version).decode())
 d2 = display.Display(lcd, m)
@@ -546,6 +559,15 @@ def test_energy_formats_in_micropython(mp_run):
     for (case, expected), (result, ram) in zip(FORMATS, mp_run["fmt"], strict=True):
         assert result == "ok", f"draw() allocated for {case}"
         assert G.decode(bytes.fromhex(ram)) == expected, case
+
+
+def test_cumulative_demand_items_in_micropython(mp_run):
+    """Items 10 and 11 (issue 16): the cumulative demands in kW with 3 decimals, kW lit,
+    drawn without allocating; 1234.567 kW rolls over at 1000 kW as the display says."""
+    (r1, cd), (r2, cc) = mp_run["cum"]
+    assert (r1, r2) == ("ok", "ok"), "draw() allocated for a cumulative demand item"
+    assert G.decode(bytes.fromhex(cd)) == ("CD  2000", G.dot_after(3), G.ANN_KW)  # 2.000 kW
+    assert G.decode(bytes.fromhex(cc)) == ("CC234567", G.dot_after(3), G.ANN_KW)  # 1234.567 kW
 
 
 def test_version_layout(mp_run):

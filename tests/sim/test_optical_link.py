@@ -202,7 +202,7 @@ def test_a_response_larger_than_a_packet_is_a_multi_packet_message(sim, raw):
     sim.run(600)
     for data in (b"\x20", b"\x60\x00\x40\x08", LOGON, b"\x51" + bytes(20)):
         raw.request(data)
-    raw.send(packet(b"\x30\x00\x17", raw.toggle))  # ST23: 136 bytes, 56 per packet
+    raw.send(packet(b"\x30\x00\x17", raw.toggle))  # ST23: 196 bytes, 56 per packet
     raw.toggle = not raw.toggle
     out = tokens(raw.collect())
     assert out[0] == "ACK" and len(out) == 2, "one packet, then the meter waits for its ACK"
@@ -214,14 +214,14 @@ def test_a_response_larger_than_a_packet_is_a_multi_packet_message(sim, raw):
         packets.append(nxt[0])
     raw.send(bytes([ACK]))
     ctrls = [p[0] for p in packets]
-    assert [p[1] for p in packets] == [2, 1, 0], "seq counts the packets still to come"
+    assert [p[1] for p in packets] == [3, 2, 1, 0], "seq counts the packets still to come"
     assert ctrls[0] & (MULTI | FIRST) == MULTI | FIRST
     assert all(c & (MULTI | FIRST) == MULTI for c in ctrls[1:])
     toggles = [c & TOGGLE for c in ctrls]
-    assert toggles[0] != toggles[1] != toggles[2], "every new packet flips the toggle bit"
+    assert all(a != b for a, b in zip(toggles, toggles[1:], strict=False)), "every new packet flips the toggle bit"
     assert all(len(p[2]) <= 56 for p in packets)
     data = b"".join(p[2] for p in packets)
-    assert data[0] == 0 and int.from_bytes(data[1:3], "big") == 136 and len(data) == 140
+    assert data[0] == 0 and int.from_bytes(data[1:3], "big") == 196 and len(data) == 200
     assert checksum(data[3:-1]) == data[-1]
     assert int.from_bytes(data[4:10], "little") == pytest.approx(800, rel=0.025), "ST23 total delivered Wh"
 
@@ -229,10 +229,10 @@ def test_a_response_larger_than_a_packet_is_a_multi_packet_message(sim, raw):
 def test_a_read_larger_than_the_negotiated_message_is_refused_and_partial_reads_work(sim):
     with Client.open(sim.optical_port) as c, c.session(password="", packet_size=64, nbr_packets=1):
         with pytest.raises(ServiceError) as info:
-            c.read(23)  # 140 response bytes do not fit one 64-byte packet
+            c.read(23)  # 200 response bytes do not fit one 64-byte packet
         assert info.value.name == "onp"
-        parts = c.read_all(23, 136)
-    with Client.open(sim.optical_port) as c, c.session(password="", packet_size=64, nbr_packets=3):
+        parts = c.read_all(23, 196)
+    with Client.open(sim.optical_port) as c, c.session(password="", packet_size=64, nbr_packets=4):
         assert c.read(23)[:19] == parts[:19]
 
 

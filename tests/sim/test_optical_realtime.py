@@ -144,8 +144,8 @@ def test_a_client_that_pauses_before_each_ack_keeps_its_session(fast, raw):
     fast.set_load(240.0, 10.0)
     open_session(raw)
     for pause in PAUSES:
-        resp = raw.request(b"\x30\x00\x17", ack_pause=pause)  # ST23: 140 bytes, three 64-byte packets
-        assert resp[0] == 0 and int.from_bytes(resp[1:3], "big") == 136
+        resp = raw.request(b"\x30\x00\x17", ack_pause=pause)  # ST23: 200 bytes, four 64-byte packets
+        assert resp[0] == 0 and int.from_bytes(resp[1:3], "big") == 196
         resp = raw.request(READ_ST1, ack_pause=pause)
         assert resp[3:7] == b"OMTR"
     counters = link_counters(raw)

@@ -72,6 +72,11 @@ def test_st0_declares_what_the_meter_has_and_every_table_reads_back(sim):
     st21 = parse(T.ST21, tables[21])
     assert len(tables[22]) == st21["NBR_SUMMATIONS"] + st21["NBR_DEMANDS"] + (st21["NBR_DEMANDS"] + 7) // 8
     parse_st23(st21, tables[23])  # raises unless ST23 is exactly as ST21 dimensions it
+    # REG_FUNC1 (C12.19): season (bit 0), date/time (1), demand-reset counter (2), cumulative (4) and
+    # continuously cumulative demand (5); so ST23 is NBR_DEMAND_RESETS, then 5 blocks (total,
+    # tiers A-D) of 3 INT48 summations + STIME_DATE 5 + CUM and CONT_CUM INT48 + DEMAND INT32
+    assert st21["REG_FUNC1"] == 0x37 and st21["NBR_TIERS"] == 4
+    assert len(tables[23]) == 1 + 5 * (3 * 6 + 5 + 6 + 6 + 4) == 196
     # ST25 and each ST26 entry: END_DATE_TIME (STIME_DATE, 5) and SEASON (1) as REG_FUNC1
     # bits 1 and 0 say, then ST23's register data; ST26's list status is 6 bytes (LIST_STATUS,
     # NBR_VALID_ENTRIES, LAST_ENTRY_ELEMENT, LAST_ENTRY_SEQ_NUMBER (2), NBR_UNREAD_ENTRIES)
