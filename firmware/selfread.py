@@ -15,8 +15,8 @@ so the one written never overwrites one still shown; ST25 the newest of two slot
 Rules (firmware/README.md, "Billing-period data"):
 - A demand reset takes a self-read before it clears the maxima (its NBR_DEMAND_RESETS is
   the count before this reset: the period it closes), into ST25 and ST26 alike.
-- The daily self-read is taken at SELF_READ_TIME (minutes after midnight on the meter's
-  clock) every day; not while the clock is invalid (that day has none). A self-read time
+- The daily self-read is taken at SELF_READ_TIME (minutes after local midnight: the
+  meter's clock, standard time, plus the hour of DST while a DST rule has it) every day; not while the clock is invalid (that day has none). A self-read time
   that passed without one (an outage across it, a time set forward over it) is made up
   once at the first look after (boot, the time set), stamped with when it was taken.
 """
@@ -78,10 +78,19 @@ def take(m, t, reset=False):
     return store(m, record(m, t), reset)
 
 
-def _next(t, minute):
-    """The first self-read instant after t."""
-    at = t - t % 86400 + 60 * minute
-    return at if at > t else at + 86400
+def _next(b, t, minute):
+    """The first self-read instant after t (standard time, the meter's clock), `minute`
+    after local midnight: with a DST rule in force local time is an hour ahead in summer,
+    so a 00:00 self-read is taken at 23:00 standard time then (tou.dst_at)."""
+    dst = b.tou.dst_at
+    local = t + dst(t)
+    day = local - local % 86400 + 60 * minute
+    for k in (0, 1, 2):
+        at = day + 86400 * k
+        at = at - 3600 if dst(at - 3600) else at
+        if at > t:
+            return at
+    return t + 86400
 
 
 def daily(b, t):
@@ -95,10 +104,10 @@ def daily(b, t):
     due = b.sr_due
     if not due:  # the first self-read time after the newest self-read
         last = _ring(m, _KIND_SELF).read(0)
-        due = _next(T.get(last, 3, 4) if last else t, minute)
+        due = _next(b, T.get(last, 3, 4) if last else t, minute)
     if due <= t and b.clock.valid:  # invalid: none today (ST26 shows the gap)
         take(m, t)
-    b.sr_due = _next(t, minute)
+    b.sr_due = _next(b, t, minute)
 
 
 def read_into(m, tid, off, n, buf, boff):

@@ -410,7 +410,7 @@ def _check_load_profile(ck: _Checker, table: Any) -> None:
 
 
 def _check_billing(ck: _Checker, table: Any) -> None:
-    """[billing] self_read_time = "HH:MM" (the daily self-read, ST26, on the meter's clock) or "none"."""
+    """[billing] self_read_time = "HH:MM" (the daily self-read, ST26, local time) or "none"."""
     t = ck.keys("billing", table, ("self_read_time",))
     if "self_read_time" in t:
         text = ck.string("billing.self_read_time", t["self_read_time"])

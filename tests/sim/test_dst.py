@@ -204,6 +204,9 @@ def test_spring_forward_on_the_board(tmp_path):
         ends = interval_ends(meter, 18)  # 01:45 .. 06:00 standard time: no gap, no repeat
         assert [e for e, _ in ends] == [secs("2027-03-14T01:45:00") + 900 * k for k in range(18)]
         assert all(not f & 0x0F for e, f in ends[1:]), "normal intervals: no outage, clock change or partial"
+        # the load profile keeps the flag (per block: the change started a new one): the
+        # intervals from 02:00 standard time on are DST, those before are not
+        assert [bool(f & dst_flag) for _, f in ends] == [e > secs("2027-03-14T02:00:00") for e, _ in ends]
 
 
 def test_fall_back_on_the_board(tmp_path):
@@ -234,6 +237,8 @@ def test_fall_back_on_the_board(tmp_path):
         ends = interval_ends(meter, 3)
         assert [e for e, _ in ends] == [secs("2027-11-07T00:45:00") + 900 * k for k in range(3)]
         assert all(not f & 0x0F for _, f in ends[1:])
+        # 00:30-00:45 and 00:45-01:00 standard time were DST (01:30-02:00 EDT), 01:00-01:15 not
+        assert [bool(f & dst_flag) for _, f in ends] == [True, True, False]
 
 
 def test_set_time_in_local_time_and_st54_lists_the_transitions(tmp_path):
