@@ -49,16 +49,17 @@ BVAROS = const(0x17)
 BVAOS = const(0x18)
 # --- display (issue 6) ---
 DISPLAY_ITEMS = const(0x20)  # bytes: item codes in scroll order (display.py)
-SCROLL_S = const(0x21)  # seconds per item
-SCROLL_MIN_S = const(0x22)  # the least scroll time the meter accepts
+SCROLL_S = const(0x21)  # seconds per item, SCROLL_MIN_S .. SCROLL_LIMIT_S
+SCROLL_MIN_S = const(0x22)  # the least scroll time the meter accepts (1 .. SCROLL_S)
 DISPLAY_DIGITS = const(0x23)  # digits shown for energy (1..6)
-DISPLAY_DECIMALS = const(0x24)  # of which decimals
+DISPLAY_DECIMALS = const(0x24)  # of which decimals (0..3, fewer than DISPLAY_DIGITS)
 ID_STYLE = const(0x25)  # 0: DE/NG/NT, 1: TX/RX/NT
 # --- demand and load profile (issue 5) ---
-DEMAND_INTERVAL_MIN = const(0x30)  # 5, 15, 30 or 60
+DEMAND_INTERVAL_MIN = const(0x30)  # 5, 6, 10, 12, 15, 20, 30 or 60 (validate: an interval)
 DEMAND_SUBINTERVALS = const(0x31)  # 1 = block demand; n > 1 = rolling demand of n sub-intervals
+# (n divides DEMAND_INTERVAL_MIN: each sub-interval is whole minutes, so it divides the hour too)
 DEMAND_RESET_LOCKOUT_S = const(0x32)
-LP_INTERVAL_MIN = const(0x33)  # load-profile interval
+LP_INTERVAL_MIN = const(0x33)  # load-profile interval: an interval, as DEMAND_INTERVAL_MIN
 # --- time of use (issue 5: tou.py has the rules) ---
 TOU_SEASONS = const(0x40)  # bytes: up to 4 season starts as (month, day) pairs; b"" = one season
 TOU_HOLIDAYS = const(0x41)  # bytes: (year - 2000, month, day) triples; year 0xFF = every year
@@ -136,6 +137,117 @@ DEFAULTS = (
 )
 
 
+# --- the rule of each setting (the one declaration: the optical port's MT1 write, power-up,
+# the display and `meterctl program` all ask validate(); nothing else range-checks) ---
+SCROLL_LIMIT_S = const(30)  # the longest programmable scroll time
+INTERVAL_MIN_LEAST = const(5)  # an interval: whole minutes from 5 to 60 that divide the hour
+NBR_SEASONS = const(4)  # TOU_SCHEDULE's layout: 4 seasons x 4 day types (tou.NBR_SEASONS)
+NBR_TIERS = const(4)  # a switch point's tier is 0 .. 3, A .. D (tou.NBR_TIERS)
+MAX_BYTES = const(40)  # the longest byte-string setting
+MAX_ITEMS = const(32)  # the longest display list
+_HASH = const(40)  # a stored password: salt (8) + SHA-256 (32), security.py
+
+
+def interval_ok(minutes):
+    """A demand or load-profile interval: 5, 6, 10, 12, 15, 20, 30 or 60 minutes. Whole
+    blocks of the hour, so every interval ends on the clock's quarter or the like; under 5
+    minutes a demand is a spike and the load profile's 128 blocks would hold under a week."""
+    return INTERVAL_MIN_LEAST <= minutes <= 60 and 60 % minutes == 0
+
+
+def _alone(key, v):
+    """An integer setting within its own range, whatever the others hold."""
+    if key == DEMAND_INTERVAL_MIN or key == LP_INTERVAL_MIN:
+        return interval_ok(v)
+    lo, hi = -0x800000, 0xFFFFFF  # chip registers and scales: 24 bits
+    if key == ELEMENTS:
+        lo, hi = 1, 2
+    elif key == CT_REVERSE_A or key == CT_REVERSE_B or key == ID_STYLE:
+        lo, hi = 0, 1
+    elif key == KH_MWH:
+        lo, hi = 1, 1000000
+    elif key == NOLOAD_PERMILLE_START:
+        lo, hi = 0, 1000
+    elif key == SCROLL_S or key == SCROLL_MIN_S:
+        lo, hi = 1, SCROLL_LIMIT_S
+    elif key == DISPLAY_DIGITS:
+        lo, hi = 1, 6
+    elif key == DISPLAY_DECIMALS:
+        lo, hi = 0, 3
+    elif key == DEMAND_SUBINTERVALS:
+        lo, hi = 1, 60
+    elif key == DEMAND_RESET_LOCKOUT_S:
+        lo, hi = 0, 86400
+    elif key == LOCKOUT_S:
+        lo, hi = 1, 3600
+    elif key == LOCKOUT_TRIES:
+        lo, hi = 1, 10
+    return lo <= v <= hi
+
+
+def _bytes_ok(key, v):
+    n = len(v)
+    if key == DISPLAY_ITEMS:
+        return 1 <= n <= MAX_ITEMS and 0 not in v
+    if PW_READER <= key <= PW_MASTER:
+        return n == 0 or n == _HASH
+    if key == TOU_SEASONS:  # (month, day) starts
+        if n % 2 or n > 2 * NBR_SEASONS:
+            return False
+        for i in range(0, n, 2):
+            if not 1 <= v[i] <= 12 or not 1 <= v[i + 1] <= 31:
+                return False
+        return True
+    if TOU_SCHEDULE <= key < TOU_SCHEDULE + 4 * NBR_SEASONS:  # (hour, minute, tier) switch points
+        if n % 3 or n > MAX_BYTES:
+            return False
+        for i in range(0, n, 3):
+            if v[i] > 23 or v[i + 1] > 59 or v[i + 2] >= NBR_TIERS:
+                return False
+        return True
+    if key == TOU_HOLIDAYS:  # (year - 2000 or 0xFF, month, day)
+        return n % 3 == 0 and n <= MAX_BYTES
+    return n <= MAX_BYTES
+
+
+def validate(key, value, cfg):
+    """None if value may be stored for key beside cfg's other settings (cfg.get; for a
+    write of several, a Config holding them all: Config.with_settings), else the id of the
+    setting at fault: key itself (no such setting, the wrong kind, out of its range) or the
+    other setting its value conflicts with: SCROLL_S >= SCROLL_MIN_S, DISPLAY_DECIMALS <
+    DISPLAY_DIGITS, DEMAND_SUBINTERVALS dividing DEMAND_INTERVAL_MIN."""
+    try:
+        old = cfg.get(key)
+    except KeyError:
+        return key
+    if isinstance(old, int) != isinstance(value, int):
+        return key
+    if not isinstance(value, int):
+        return None if _bytes_ok(key, value) else key
+    if not _alone(key, value):
+        return key
+    if key == SCROLL_S or key == SCROLL_MIN_S:
+        a, b = SCROLL_S, SCROLL_MIN_S
+    elif key == DISPLAY_DIGITS or key == DISPLAY_DECIMALS:
+        a, b = DISPLAY_DIGITS, DISPLAY_DECIMALS
+    elif key == DEMAND_INTERVAL_MIN or key == DEMAND_SUBINTERVALS:
+        a, b = DEMAND_INTERVAL_MIN, DEMAND_SUBINTERVALS
+    else:
+        return None
+    other = b if key == a else a
+    va = value if key == a else cfg.get(a)
+    vb = value if key == b else cfg.get(b)
+    if not _alone(other, cfg.get(other)):
+        return None  # the other one is at fault alone
+    if a == SCROLL_S:
+        ok = va >= vb
+    elif a == DISPLAY_DIGITS:
+        ok = vb < va
+    else:
+        ok = va % vb == 0
+    return None if ok else other
+
+
 class ConfigError(ValueError):
     """A configuration blob that does not decode (storage then uses the other copy)."""
 
@@ -168,6 +280,23 @@ class Config:
 
     def items(self):
         return self._v.items()
+
+    def with_settings(self, settings):
+        """A copy holding settings ((id, value) pairs) too: what validate() checks a write
+        of several against, all or none."""
+        out = Config()
+        for key, value in self._v.items():
+            out._v[key] = value
+        for key, value in settings:
+            out._v[key] = value
+        return out
+
+    def reset(self, key):
+        """Back to its default (power-up, for a stored value validate() refuses); not a
+        change: nothing is stored, and the stored value stays until the next write."""
+        for k, value in DEFAULTS:
+            if k == key:
+                self._v[key] = value
 
     def load(self, blob):
         """Take every setting from a stored blob (defaults for ids it lacks), in place,

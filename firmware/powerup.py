@@ -49,7 +49,6 @@ code is in RAM only while it runs (at boot, and when the configuration changes).
 from micropython import const
 
 import config
-import demand
 import events
 import loadprofile as L
 import status
@@ -61,69 +60,58 @@ MAX_OUTAGE_S = const(86400)
 
 
 def _switches(raw):
-    """A day's (minute of day, tier) switch points, sorted; None if malformed."""
-    if len(raw) % 3:
-        return None
+    """A day's (minute of day, tier) switch points (config.validate checked them), sorted."""
     out = []
     for i in range(0, len(raw), 3):
-        h, m, tier = raw[i], raw[i + 1], raw[i + 2]
-        if h > 23 or m > 59 or tier >= T.NBR_TIERS:
-            return None
-        out.append((h * 60 + m, tier))
+        out.append((raw[i] * 60 + raw[i + 1], raw[i + 2]))
     out.sort()
     return out
 
 
 def _tou(tu, cfg):
-    """The TOU schedule from the configuration; False if a setting was malformed (it is
-    then ignored: no seasons, no holidays or an all-A day)."""
-    ok = True
+    """The TOU schedule from the configuration (valid: _repair ran)."""
     raw = cfg.get(config.TOU_SEASONS)
     seasons = []
-    if len(raw) % 2 or len(raw) > 2 * T.NBR_SEASONS:
-        ok = False
-    else:
-        for i in range(0, len(raw), 2):
-            if not 1 <= raw[i] <= 12 or not 1 <= raw[i + 1] <= 31:
-                ok = False
-                seasons = []
-                break
-            seasons.append((raw[i], raw[i + 1]))
+    for i in range(0, len(raw), 2):
+        seasons.append((raw[i], raw[i + 1]))
     seasons.sort()
     tu.seasons = seasons
     raw = cfg.get(config.TOU_HOLIDAYS)
     holidays = []
-    if len(raw) % 3:
-        ok = False
-    else:
-        for i in range(0, len(raw), 3):
-            y = raw[i]
-            holidays.append((y if y == T.EVERY_YEAR else 2000 + y, raw[i + 1], raw[i + 2]))
+    for i in range(0, len(raw), 3):
+        y = raw[i]
+        holidays.append((y if y == T.EVERY_YEAR else 2000 + y, raw[i + 1], raw[i + 2]))
     tu.holidays = holidays
     for k in range(T.NBR_SEASONS * 4):
-        sw = _switches(cfg.get(config.TOU_SCHEDULE + k))
-        if sw is None:
-            ok = False
-            sw = []
-        tu.schedules[k] = sw
+        tu.schedules[k] = _switches(cfg.get(config.TOU_SCHEDULE + k))
+
+
+def _repair(cfg):
+    """Put every setting config.validate refuses (a blob stored by older firmware, or one
+    the rules have since narrowed) back to its default; True if there was none. A pass can
+    leave a setting that suited the refused one's value but not its default: another pass
+    (the defaults agree with each other, so it ends)."""
+    ok = True
+    for _ in range(4):
+        bad = [k for k, _ in config.DEFAULTS if config.validate(k, cfg.get(k), cfg) is not None]
+        if not bad:
+            break
+        ok = False
+        for k in bad:
+            cfg.reset(k)
     return ok
 
 
 def configure(b):
-    """Apply the demand, load-profile and TOU settings; True if all were usable."""
+    """Apply the demand, load-profile and TOU settings; True if all were valid (config.validate:
+    the same rule as the optical port's; a refused one runs on its default)."""
     cfg = b.meter.config
     get = cfg.get
-    minutes, subs = get(config.DEMAND_INTERVAL_MIN), get(config.DEMAND_SUBINTERVALS)
-    ok = minutes in demand.INTERVALS_MIN and subs >= 1 and minutes % subs == 0  # whole-minute subs
-    if not ok:
-        minutes, subs = 15, 1
-    b.demand.setup(minutes, subs, max(get(config.DEMAND_RESET_LOCKOUT_S), 0))
-    minutes = get(config.LP_INTERVAL_MIN)
-    if minutes not in demand.INTERVALS_MIN:
-        ok = False
-        minutes = 15
-    b.load_profile.interval_s = minutes * 60
-    ok = _tou(b.tou, cfg) and ok
+    ok = _repair(cfg)
+    lockout = get(config.DEMAND_RESET_LOCKOUT_S)
+    b.demand.setup(get(config.DEMAND_INTERVAL_MIN), get(config.DEMAND_SUBINTERVALS), lockout)
+    b.load_profile.interval_s = get(config.LP_INTERVAL_MIN) * 60
+    _tou(b.tou, cfg)
     st = b.meter.status
     if not ok:
         st.set(status.CONFIGURATION_ERROR)
