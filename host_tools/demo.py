@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from host_tools import flash, program, readout
-from host_tools.c1218 import C1218Error, Client, ServiceError
+from host_tools.c1218 import C1218Error, Client, ServiceError, pad_password
 from host_tools.optical import EXIT_FAILED, EXIT_OK
 from host_tools.profile_plot import plot_profile
 
