@@ -49,7 +49,7 @@ BVAROS = const(0x17)
 BVAOS = const(0x18)
 # --- display (issue 6) ---
 DISPLAY_ITEMS = const(0x20)  # bytes: item codes in scroll order (display.py)
-SCROLL_S = const(0x21)  # seconds per item, SCROLL_MIN_S .. SCROLL_LIMIT_S
+SCROLL_S = const(0x21)  # seconds per item, SCROLL_MIN_S .. 30 (_SCROLL_LIMIT_S)
 SCROLL_MIN_S = const(0x22)  # the least scroll time the meter accepts (1 .. SCROLL_S)
 DISPLAY_DIGITS = const(0x23)  # digits shown for energy (1..6)
 DISPLAY_DECIMALS = const(0x24)  # of which decimals (0..3, fewer than DISPLAY_DIGITS)
@@ -138,27 +138,23 @@ DEFAULTS = (
 
 
 # --- the rule of each setting (the one declaration: the optical port's MT1 write, power-up,
-# the display and `meterctl program` all ask validate(); nothing else range-checks) ---
-SCROLL_LIMIT_S = const(30)  # the longest programmable scroll time
-INTERVAL_MIN_LEAST = const(5)  # an interval: whole minutes from 5 to 60 that divide the hour
-NBR_SEASONS = const(4)  # TOU_SCHEDULE's layout: 4 seasons x 4 day types (tou.NBR_SEASONS)
-NBR_TIERS = const(4)  # a switch point's tier is 0 .. 3, A .. D (tou.NBR_TIERS)
-MAX_BYTES = const(40)  # the longest byte-string setting
-MAX_ITEMS = const(32)  # the longest display list
+# the display and `meterctl program` all ask validate(); nothing else range-checks). An
+# interval (demand, load profile): 5, 6, 10, 12, 15, 20, 30 or 60 minutes, whole blocks of
+# the hour (an interval ends on the quarter hour or the like); under 5 minutes a demand is a
+# spike and the load profile's 128 blocks would hold less than a week.
+_SCROLL_LIMIT_S = const(30)  # the longest programmable scroll time
+_INTERVAL_LEAST = const(5)  # minutes
+_NBR_SEASONS = const(4)  # TOU_SCHEDULE's layout: 4 seasons x 4 day types (tou.NBR_SEASONS)
+_NBR_TIERS = const(4)  # a switch point's tier is 0 .. 3, A .. D (tou.NBR_TIERS)
+_MAX_BYTES = const(40)  # the longest byte-string setting
+_MAX_ITEMS = const(32)  # the longest display list
 _HASH = const(40)  # a stored password: salt (8) + SHA-256 (32), security.py
-
-
-def interval_ok(minutes):
-    """A demand or load-profile interval: 5, 6, 10, 12, 15, 20, 30 or 60 minutes. Whole
-    blocks of the hour, so every interval ends on the clock's quarter or the like; under 5
-    minutes a demand is a spike and the load profile's 128 blocks would hold under a week."""
-    return INTERVAL_MIN_LEAST <= minutes <= 60 and 60 % minutes == 0
 
 
 def _alone(key, v):
     """An integer setting within its own range, whatever the others hold."""
     if key == DEMAND_INTERVAL_MIN or key == LP_INTERVAL_MIN:
-        return interval_ok(v)
+        return _INTERVAL_LEAST <= v <= 60 and 60 % v == 0
     lo, hi = -0x800000, 0xFFFFFF  # chip registers and scales: 24 bits
     if key == ELEMENTS:
         lo, hi = 1, 2
@@ -169,7 +165,7 @@ def _alone(key, v):
     elif key == NOLOAD_PERMILLE_START:
         lo, hi = 0, 1000
     elif key == SCROLL_S or key == SCROLL_MIN_S:
-        lo, hi = 1, SCROLL_LIMIT_S
+        lo, hi = 1, _SCROLL_LIMIT_S
     elif key == DISPLAY_DIGITS:
         lo, hi = 1, 6
     elif key == DISPLAY_DECIMALS:
@@ -185,37 +181,12 @@ def _alone(key, v):
     return lo <= v <= hi
 
 
-def _bytes_ok(key, v):
-    n = len(v)
-    if key == DISPLAY_ITEMS:
-        return 1 <= n <= MAX_ITEMS and 0 not in v
-    if PW_READER <= key <= PW_MASTER:
-        return n == 0 or n == _HASH
-    if key == TOU_SEASONS:  # (month, day) starts
-        if n % 2 or n > 2 * NBR_SEASONS:
-            return False
-        for i in range(0, n, 2):
-            if not 1 <= v[i] <= 12 or not 1 <= v[i + 1] <= 31:
-                return False
-        return True
-    if TOU_SCHEDULE <= key < TOU_SCHEDULE + 4 * NBR_SEASONS:  # (hour, minute, tier) switch points
-        if n % 3 or n > MAX_BYTES:
-            return False
-        for i in range(0, n, 3):
-            if v[i] > 23 or v[i + 1] > 59 or v[i + 2] >= NBR_TIERS:
-                return False
-        return True
-    if key == TOU_HOLIDAYS:  # (year - 2000 or 0xFF, month, day)
-        return n % 3 == 0 and n <= MAX_BYTES
-    return n <= MAX_BYTES
-
-
 def validate(key, value, cfg):
     """None if value may be stored for key beside cfg's other settings (cfg.get; for a
-    write of several, a Config holding them all: Config.with_settings), else the id of the
-    setting at fault: key itself (no such setting, the wrong kind, out of its range) or the
-    other setting its value conflicts with: SCROLL_S >= SCROLL_MIN_S, DISPLAY_DECIMALS <
-    DISPLAY_DIGITS, DEMAND_SUBINTERVALS dividing DEMAND_INTERVAL_MIN."""
+    write of several, a Config holding them all), else the id of the setting at fault: key
+    itself (no such setting, the wrong kind, out of its range) or the other setting its
+    value conflicts with: SCROLL_S >= SCROLL_MIN_S, DISPLAY_DECIMALS < DISPLAY_DIGITS,
+    DEMAND_SUBINTERVALS dividing DEMAND_INTERVAL_MIN (each sub-interval whole minutes)."""
     try:
         old = cfg.get(key)
     except KeyError:
@@ -223,7 +194,30 @@ def validate(key, value, cfg):
     if isinstance(old, int) != isinstance(value, int):
         return key
     if not isinstance(value, int):
-        return None if _bytes_ok(key, value) else key
+        n = len(value)
+        step = 0
+        if key == DISPLAY_ITEMS:
+            ok = 1 <= n <= _MAX_ITEMS and 0 not in value
+        elif PW_READER <= key <= PW_MASTER:
+            ok = n == 0 or n == _HASH
+        elif key == TOU_SEASONS:  # (month, day) starts
+            ok = not n % 2 and n <= 2 * _NBR_SEASONS
+            step = 2
+        elif TOU_SCHEDULE <= key < TOU_SCHEDULE + 4 * _NBR_SEASONS:  # (hour, minute, tier) switch points
+            ok = not n % 3 and n <= _MAX_BYTES
+            step = 3
+        elif key == TOU_HOLIDAYS:  # (year - 2000 or 0xFF, month, day)
+            ok = not n % 3 and n <= _MAX_BYTES
+        else:
+            ok = n <= _MAX_BYTES
+        i = 0
+        while ok and step and i < n:  # no allocation: power-up runs this for every setting
+            if step == 2:
+                ok = 1 <= value[i] <= 12 and 1 <= value[i + 1] <= 31
+            else:
+                ok = value[i] <= 23 and value[i + 1] <= 59 and value[i + 2] < _NBR_TIERS
+            i += step
+        return None if ok else key
     if not _alone(key, value):
         return key
     if key == SCROLL_S or key == SCROLL_MIN_S:
@@ -280,23 +274,6 @@ class Config:
 
     def items(self):
         return self._v.items()
-
-    def with_settings(self, settings):
-        """A copy holding settings ((id, value) pairs) too: what validate() checks a write
-        of several against, all or none."""
-        out = Config()
-        for key, value in self._v.items():
-            out._v[key] = value
-        for key, value in settings:
-            out._v[key] = value
-        return out
-
-    def reset(self, key):
-        """Back to its default (power-up, for a stored value validate() refuses); not a
-        change: nothing is stored, and the stored value stays until the next write."""
-        for k, value in DEFAULTS:
-            if k == key:
-                self._v[key] = value
 
     def load(self, blob):
         """Take every setting from a stored blob (defaults for ids it lacks), in place,

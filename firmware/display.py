@@ -148,7 +148,7 @@ class Display:
         self.draw(ITEM_SEGMENTS)
 
     def scroll_ms(self):
-        # SCROLL_S as set: config.validate keeps it within SCROLL_MIN_S .. SCROLL_LIMIT_S
+        # SCROLL_S as set: config.validate keeps it within SCROLL_MIN_S .. 30 s
         # (the port refuses any other, power-up puts a stored one back to its default)
         return self._meter.config.get(config.SCROLL_S) * 1000
 

@@ -88,17 +88,22 @@ def _tou(tu, cfg):
 
 def _repair(cfg):
     """Put every setting config.validate refuses (a blob stored by older firmware, or one
-    the rules have since narrowed) back to its default; True if there was none. A pass can
-    leave a setting that suited the refused one's value but not its default: another pass
-    (the defaults agree with each other, so it ends)."""
+    the rules have since narrowed) back to its default; True if there was none. Of two that
+    conflict, the one validate names goes back first; a pass that changes nothing ends it
+    (the defaults agree with each other)."""
     ok = True
     for _ in range(4):
-        bad = [k for k, _ in config.DEFAULTS if config.validate(k, cfg.get(k), cfg) is not None]
-        if not bad:
+        changed = False
+        for k, _default in config.DEFAULTS:
+            fault = config.validate(k, cfg.get(k), cfg)
+            if fault is not None:
+                ok = False
+                for d, value in config.DEFAULTS:
+                    if d == fault and cfg.get(d) != value:
+                        cfg.set(d, value)
+                        changed = True
+        if not changed:
             break
-        ok = False
-        for k in bad:
-            cfg.reset(k)
     return ok
 
 

@@ -95,6 +95,7 @@ class Security:
         if self.persist is not None:
             self.persist()
         self._stored = self.failures
+
     def hashed(self, buf, start, n):
         """The stored form of a new password: salt + SHA-256(salt + password), or b'' if blank."""
         n = significant(buf, start, n)

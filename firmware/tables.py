@@ -699,7 +699,11 @@ def invalid_setting(cfg, settings):
     settings as the write would leave them (all or none), or None: the rule is config.py's."""
     import config
 
-    view = cfg.with_settings(settings)
+    view = config.Config.decode(cfg.encode())
+    for key, value in settings:
+        if isinstance(cfg.get(key), int) != isinstance(value, int):
+            return key, value
+        view.set(key, value)
     for key, value in settings:
         if config.validate(key, value, view) is not None:
             return key, value

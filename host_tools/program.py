@@ -56,8 +56,8 @@ DISPLAY_ITEM_CONSTANTS = {
     "max_demand": "ITEM_MAX_DEMAND", "tier": "ITEM_TOU_TIER", "date": "ITEM_DATE", "time": "ITEM_TIME",
     "version": "ITEM_VERSION", "test": "ITEM_SEGMENTS",
 }  # fmt: skip
-MAX_BYTES = config.MAX_BYTES  # the longest byte-string setting
-MAX_ITEMS = config.MAX_ITEMS  # the longest display list
+MAX_BYTES = config._MAX_BYTES  # the longest byte-string setting
+MAX_ITEMS = config._MAX_ITEMS  # the longest display list
 POLL_S = 0.2  # between two reads of ST8 while a calibration step runs
 WAIT_S = 255  # the Wait service's most: the session outlives a poll's pause
 
@@ -84,8 +84,8 @@ def display_items() -> dict[str, int]:
 
 @cache
 def demand_intervals() -> tuple[int, ...]:
-    """The demand and load-profile intervals the meter keeps (config.interval_ok)."""
-    return tuple(m for m in range(1, 61) if config.interval_ok(m))
+    """The demand and load-profile intervals the meter keeps (config.validate, probed)."""
+    return tuple(m for m in range(1, 61) if _accepts(config.DEMAND_INTERVAL_MIN, m))
 
 
 def _accepts(key: int, value: int) -> bool:
@@ -352,7 +352,7 @@ def _check_load_profile(ck: _Checker, table: Any) -> None:
 
 def _check_tou(ck: _Checker, table: Any) -> None:
     t = ck.keys("tou", table, ("seasons", "holidays", "schedule"))
-    nbr_seasons, nbr_tiers = config.NBR_SEASONS, config.NBR_TIERS
+    nbr_seasons, nbr_tiers = config._NBR_SEASONS, config._NBR_TIERS
     seasons = None
     if "seasons" in t:
         starts = [ck.month_day(f"tou.seasons[{i}]", s) for i, s in enumerate(ck.strings("tou.seasons", t["seasons"],
@@ -498,7 +498,9 @@ def check_rules(settings: Settings, base: Any, meter: bool = False) -> None:
     meter's own read back when meter is true) as the write would leave them: the meter's own
     rule, so what passes here the meter takes. UsageError naming the first one refused."""
     given = {s.key: s for s in settings.values}
-    view = base.with_settings([(s.key, s.value) for s in settings.values])
+    view = config.Config.decode(base.encode())  # base as the write would leave it
+    for s in settings.values:
+        view.set(s.key, s.value)
     for s in settings.values:
         fault = config.validate(s.key, s.value, view)
         if fault is None:
