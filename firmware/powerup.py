@@ -60,30 +60,52 @@ MAX_OUTAGE_S = const(86400)
 
 
 def _switches(raw):
-    """A day's (minute of day, tier) switch points (config.validate checked them), sorted."""
+    """A day's (minute of day, tier) switch points, sorted; None if malformed."""
+    if len(raw) % 3:
+        return None
     out = []
     for i in range(0, len(raw), 3):
-        out.append((raw[i] * 60 + raw[i + 1], raw[i + 2]))
+        h, m, tier = raw[i], raw[i + 1], raw[i + 2]
+        if h > 23 or m > 59 or tier >= T.NBR_TIERS:
+            return None
+        out.append((h * 60 + m, tier))
     out.sort()
     return out
 
 
 def _tou(tu, cfg):
-    """The TOU schedule from the configuration (valid: _repair ran)."""
+    """The TOU schedule from the configuration; False if a setting was malformed (it is
+    then ignored: no seasons, no holidays or an all-A day)."""
+    ok = True
     raw = cfg.get(config.TOU_SEASONS)
     seasons = []
-    for i in range(0, len(raw), 2):
-        seasons.append((raw[i], raw[i + 1]))
+    if len(raw) % 2 or len(raw) > 2 * T.NBR_SEASONS:
+        ok = False
+    else:
+        for i in range(0, len(raw), 2):
+            if not 1 <= raw[i] <= 12 or not 1 <= raw[i + 1] <= 31:
+                ok = False
+                seasons = []
+                break
+            seasons.append((raw[i], raw[i + 1]))
     seasons.sort()
     tu.seasons = seasons
     raw = cfg.get(config.TOU_HOLIDAYS)
     holidays = []
-    for i in range(0, len(raw), 3):
-        y = raw[i]
-        holidays.append((y if y == T.EVERY_YEAR else 2000 + y, raw[i + 1], raw[i + 2]))
+    if len(raw) % 3:
+        ok = False
+    else:
+        for i in range(0, len(raw), 3):
+            y = raw[i]
+            holidays.append((y if y == T.EVERY_YEAR else 2000 + y, raw[i + 1], raw[i + 2]))
     tu.holidays = holidays
     for k in range(T.NBR_SEASONS * 4):
-        tu.schedules[k] = _switches(cfg.get(config.TOU_SCHEDULE + k))
+        sw = _switches(cfg.get(config.TOU_SCHEDULE + k))
+        if sw is None:
+            ok = False
+            sw = []
+        tu.schedules[k] = sw
+    return ok
 
 
 def _repair(cfg):
@@ -116,7 +138,7 @@ def configure(b):
     lockout = get(config.DEMAND_RESET_LOCKOUT_S)
     b.demand.setup(get(config.DEMAND_INTERVAL_MIN), get(config.DEMAND_SUBINTERVALS), lockout)
     b.load_profile.interval_s = get(config.LP_INTERVAL_MIN) * 60
-    _tou(b.tou, cfg)
+    ok = _tou(b.tou, cfg) and ok  # after _repair always True: a guard while parsing
     st = b.meter.status
     if not ok:
         st.set(status.CONFIGURATION_ERROR)
