@@ -55,17 +55,18 @@ BVAROS = const(0x17)
 BVAOS = const(0x18)
 # --- display (issue 6) ---
 DISPLAY_ITEMS = const(0x20)  # bytes: item codes in scroll order (display.py)
-SCROLL_S = const(0x21)  # seconds per item
-SCROLL_MIN_S = const(0x22)  # the least scroll time the meter accepts
+SCROLL_S = const(0x21)  # seconds per item, SCROLL_MIN_S .. 30 (_SCROLL_LIMIT_S)
+SCROLL_MIN_S = const(0x22)  # the least scroll time the meter accepts (1 .. SCROLL_S)
 DISPLAY_DIGITS = const(0x23)  # digits shown for energy (1..6)
-DISPLAY_DECIMALS = const(0x24)  # of which decimals
+DISPLAY_DECIMALS = const(0x24)  # of which decimals (0..3, fewer than DISPLAY_DIGITS)
 ID_STYLE = const(0x25)  # 0: DE/NG/NT, 1: TX/RX/NT
 # --- demand and load profile (issue 5) ---
-DEMAND_INTERVAL_MIN = const(0x30)  # 5, 15, 30 or 60
+DEMAND_INTERVAL_MIN = const(0x30)  # 5, 6, 10, 12, 15, 20, 30 or 60 (validate: an interval)
 DEMAND_SUBINTERVALS = const(0x31)  # 1 = block demand; n > 1 = rolling demand of n sub-intervals
+# (n divides DEMAND_INTERVAL_MIN: each sub-interval is whole minutes, so it divides the hour too)
 DEMAND_RESET_LOCKOUT_S = const(0x32)
-LP_INTERVAL_MIN = const(0x33)  # load-profile interval
-SELF_READ_TIME = const(0x38)  # the daily self-read (ST26), minutes after midnight 0-1439; -1: none
+LP_INTERVAL_MIN = const(0x33)  # load-profile interval: an interval, as DEMAND_INTERVAL_MIN
+SELF_READ_TIME = const(0x38)  # the daily self-read (ST26), minutes after local midnight 0-1439; -1: none
 # --- time of use (issue 5: tou.py has the rules) ---
 TOU_SEASONS = const(0x40)  # bytes: up to 4 season starts as (month, day) pairs; b"" = one season
 TOU_HOLIDAYS = const(0x41)  # bytes: 3-byte holidays, by the first byte (tou.py applies them):
@@ -160,13 +161,135 @@ DEFAULTS = (
 
 
 def valid_time_setting(key, value):
-    """The DST and time-zone settings' rule (issue 16), for the settings' one validation to
-    call: a rule id, and a zone in whole quarter hours (every zone in use is)."""
+    """The DST and time-zone settings' rule: a rule id, and a zone in whole quarter hours
+    (every zone in use is). validate() applies it with the others."""
     if key == DST:
         return DST_NONE <= value <= DST_EU
     if key == TIME_ZONE_MIN:
         return TIME_ZONE_MIN_LO <= value <= TIME_ZONE_MIN_HI and value % 15 == 0
     return True
+
+
+def holiday_ok(y, mo, d):
+    """One 3-byte TOU_HOLIDAYS entry (y, mo, d) is well formed: a date (y < HOLIDAY_NTH,
+    or every year, or observed) or the nth / last weekday of a month (weekday 0-6)."""
+    if not 1 <= mo <= 12:
+        return False
+    if HOLIDAY_NTH < y <= HOLIDAY_NTH + HOLIDAY_LAST:
+        return d <= 6
+    return (y < HOLIDAY_NTH or y == HOLIDAY_EVERY_YEAR or y == HOLIDAY_OBSERVED) and 1 <= d <= 31
+
+
+# --- the rule of each setting (the one declaration: the optical port's MT1 write, power-up,
+# the display and `meterctl program` all ask validate(); nothing else range-checks). An
+# interval (demand, load profile): 5, 6, 10, 12, 15, 20, 30 or 60 minutes, whole blocks of
+# the hour (an interval ends on the quarter hour or the like); under 5 minutes a demand is a
+# spike and the load profile's 128 blocks would hold less than a week.
+_SCROLL_LIMIT_S = const(30)  # the longest programmable scroll time
+_INTERVAL_LEAST = const(5)  # minutes
+_NBR_SEASONS = const(4)  # TOU_SCHEDULE's layout: 4 seasons x 4 day types (tou.NBR_SEASONS)
+_NBR_TIERS = const(4)  # a switch point's tier is 0 .. 3, A .. D (tou.NBR_TIERS)
+_MAX_BYTES = const(40)  # the longest byte-string setting
+_MAX_ITEMS = const(32)  # the longest display list
+_HASH = const(40)  # a stored password: salt (8) + SHA-256 (32), security.py
+
+
+def _alone(key, v):
+    """An integer setting within its own range, whatever the others hold."""
+    if key == DEMAND_INTERVAL_MIN or key == LP_INTERVAL_MIN:
+        return _INTERVAL_LEAST <= v <= 60 and 60 % v == 0
+    if key == DST or key == TIME_ZONE_MIN:
+        return valid_time_setting(key, v)
+    lo, hi = -0x800000, 0xFFFFFF  # chip registers and scales: 24 bits
+    if key == ELEMENTS:
+        lo, hi = 1, 2
+    elif key == CT_REVERSE_A or key == CT_REVERSE_B or key == ID_STYLE:
+        lo, hi = 0, 1
+    elif key == KH_MWH:
+        lo, hi = 1, 1000000
+    elif key == NOLOAD_PERMILLE_START:
+        lo, hi = 0, 1000
+    elif key == SCROLL_S or key == SCROLL_MIN_S:
+        lo, hi = 1, _SCROLL_LIMIT_S
+    elif key == DISPLAY_DIGITS:
+        lo, hi = 1, 6
+    elif key == DISPLAY_DECIMALS:
+        lo, hi = 0, 3
+    elif key == DEMAND_SUBINTERVALS:
+        lo, hi = 1, 60
+    elif key == DEMAND_RESET_LOCKOUT_S:
+        lo, hi = 0, 86400
+    elif key == SELF_READ_TIME:
+        lo, hi = -1, 1439
+    elif key == LOCKOUT_S:
+        lo, hi = 1, 3600
+    elif key == LOCKOUT_TRIES:
+        lo, hi = 1, 10
+    return lo <= v <= hi
+
+
+def validate(key, value, cfg):
+    """None if value may be stored for key beside cfg's other settings (cfg.get; for a
+    write of several, a Config holding them all), else the id of the setting at fault: key
+    itself (no such setting, the wrong kind, out of its range) or the other setting its
+    value conflicts with: SCROLL_S >= SCROLL_MIN_S, DISPLAY_DECIMALS < DISPLAY_DIGITS,
+    DEMAND_SUBINTERVALS dividing DEMAND_INTERVAL_MIN (each sub-interval whole minutes)."""
+    try:
+        old = cfg.get(key)
+    except KeyError:
+        return key
+    if isinstance(old, int) != isinstance(value, int):
+        return key
+    if not isinstance(value, int):
+        n = len(value)
+        step = 0
+        if key == DISPLAY_ITEMS:
+            ok = 1 <= n <= _MAX_ITEMS and 0 not in value
+        elif PW_READER <= key <= PW_MASTER:
+            ok = n == 0 or n == _HASH
+        elif key == TOU_SEASONS:  # (month, day) starts
+            ok = not n % 2 and n <= 2 * _NBR_SEASONS
+            step = 2
+        elif TOU_SCHEDULE <= key < TOU_SCHEDULE + 4 * _NBR_SEASONS:  # (hour, minute, tier) switch points
+            ok = not n % 3 and n <= _MAX_BYTES
+            step = 3
+        elif key == TOU_HOLIDAYS:  # 3-byte entries (HOLIDAY_*)
+            ok = not n % 3 and n <= _MAX_BYTES
+            step = 3
+        else:
+            ok = n <= _MAX_BYTES
+        i = 0
+        while ok and step and i < n:  # no allocation: power-up runs this for every setting
+            if step == 2:
+                ok = 1 <= value[i] <= 12 and 1 <= value[i + 1] <= 31
+            elif key == TOU_HOLIDAYS:
+                ok = holiday_ok(value[i], value[i + 1], value[i + 2])
+            else:
+                ok = value[i] <= 23 and value[i + 1] <= 59 and value[i + 2] < _NBR_TIERS
+            i += step
+        return None if ok else key
+    if not _alone(key, value):
+        return key
+    if key == SCROLL_S or key == SCROLL_MIN_S:
+        a, b = SCROLL_S, SCROLL_MIN_S
+    elif key == DISPLAY_DIGITS or key == DISPLAY_DECIMALS:
+        a, b = DISPLAY_DIGITS, DISPLAY_DECIMALS
+    elif key == DEMAND_INTERVAL_MIN or key == DEMAND_SUBINTERVALS:
+        a, b = DEMAND_INTERVAL_MIN, DEMAND_SUBINTERVALS
+    else:
+        return None
+    other = b if key == a else a
+    va = value if key == a else cfg.get(a)
+    vb = value if key == b else cfg.get(b)
+    if not _alone(other, cfg.get(other)):
+        return None  # the other one is at fault alone
+    if a == SCROLL_S:
+        ok = va >= vb
+    elif a == DISPLAY_DIGITS:
+        ok = vb < va
+    else:
+        ok = va % vb == 0
+    return None if ok else other
 
 
 class ConfigError(ValueError):

@@ -53,7 +53,6 @@ import time
 from micropython import const
 
 NBR_TIERS = const(4)
-INTERVALS_MIN = (5, 6, 10, 12, 15, 20, 30, 60)  # divide the hour, at least 5 minutes
 _LSB_PER_WH = const(10000)  # metrology.LSB_PER_WH
 
 
@@ -89,7 +88,7 @@ class Demand:
         self.on_change = None  # called after a reset or a clear (billing saves its state)
 
     def setup(self, interval_min, subs, lockout_s):
-        """Take checked settings (powerup.py checks them: INTERVALS_MIN, whole-minute subs)."""
+        """Take valid settings (config.validate's rule: powerup.configure applies it)."""
         self.interval_s = interval_min * 60
         self.subs = subs
         self.sub_s = self.interval_s // subs

@@ -91,7 +91,6 @@ ITEM_LAST = const(11)
 _ITEM_ERROR = const(0x100)  # a non-fatal error's own item: 0x100 | its code
 
 REINIT_S = const(60)
-SCROLL_LIMIT_S = const(30)  # the longest programmable scroll time
 
 _REINIT_MS = const(60000)
 _BLANK = const(32)
@@ -155,11 +154,9 @@ class Display:
         self.draw(ITEM_SEGMENTS)
 
     def scroll_ms(self):
-        # SCROLL_S, at least SCROLL_MIN_S, both within 1-30 s
-        cfg = self._meter.config
-        s = min(max(cfg.get(config.SCROLL_S), 1), SCROLL_LIMIT_S)
-        least = min(max(cfg.get(config.SCROLL_MIN_S), 1), SCROLL_LIMIT_S)
-        return max(s, least) * 1000
+        # SCROLL_S as set: config.validate keeps it within SCROLL_MIN_S .. 30 s
+        # (the port refuses any other, power-up puts a stored one back to its default)
+        return self._meter.config.get(config.SCROLL_S) * 1000
 
     def tick(self, now):
         """Every poll: re-initialise the chip when due, scroll when due, draw."""

@@ -49,7 +49,6 @@ code is in RAM only while it runs (at boot, and when the configuration changes).
 from micropython import const
 
 import config
-import demand
 import events
 import loadprofile as L
 import status
@@ -98,13 +97,9 @@ def _tou(tu, cfg):
     else:
         for i in range(0, len(raw), 3):
             y, mo, d = raw[i], raw[i + 1], raw[i + 2]
-            if y >= config.HOLIDAY_NTH:  # a rule (config.HOLIDAY_*): its bytes make sense
-                nth = config.HOLIDAY_NTH < y <= config.HOLIDAY_NTH + config.HOLIDAY_LAST
-                if not 1 <= mo <= 12 or not (d <= 6 if nth else 1 <= d <= 31) or not (
-                    nth or y == T.EVERY_YEAR or y == config.HOLIDAY_OBSERVED
-                ):
-                    ok = False
-                    continue
+            if not config.holiday_ok(y, mo, d):  # config.validate's rule
+                ok = False
+                continue
             holidays.append((y if y >= config.HOLIDAY_NTH else 2000 + y, mo, d))
     tu.holidays = holidays
     dst, zone = cfg.get(config.DST), cfg.get(config.TIME_ZONE_MIN)
@@ -121,21 +116,37 @@ def _tou(tu, cfg):
     return ok
 
 
+def _repair(cfg):
+    """Put every setting config.validate refuses (a blob stored by older firmware, or one
+    the rules have since narrowed) back to its default; True if there was none. Of two that
+    conflict, the one validate names goes back first; a pass that changes nothing ends it
+    (the defaults agree with each other)."""
+    ok = True
+    for _ in range(4):
+        changed = False
+        for k, _default in config.DEFAULTS:
+            fault = config.validate(k, cfg.get(k), cfg)
+            if fault is not None:
+                ok = False
+                for d, value in config.DEFAULTS:
+                    if d == fault and cfg.get(d) != value:
+                        cfg.set(d, value)
+                        changed = True
+        if not changed:
+            break
+    return ok
+
+
 def configure(b):
-    """Apply the demand, load-profile and TOU settings; True if all were usable."""
+    """Apply the demand, load-profile and TOU settings; True if all were valid (config.validate:
+    the same rule as the optical port's; a refused one runs on its default)."""
     cfg = b.meter.config
     get = cfg.get
-    minutes, subs = get(config.DEMAND_INTERVAL_MIN), get(config.DEMAND_SUBINTERVALS)
-    ok = minutes in demand.INTERVALS_MIN and subs >= 1 and minutes % subs == 0  # whole-minute subs
-    if not ok:
-        minutes, subs = 15, 1
-    b.demand.setup(minutes, subs, max(get(config.DEMAND_RESET_LOCKOUT_S), 0))
-    minutes = get(config.LP_INTERVAL_MIN)
-    if minutes not in demand.INTERVALS_MIN:
-        ok = False
-        minutes = 15
-    b.load_profile.interval_s = minutes * 60
-    ok = _tou(b.tou, cfg) and ok
+    ok = _repair(cfg)
+    lockout = get(config.DEMAND_RESET_LOCKOUT_S)
+    b.demand.setup(get(config.DEMAND_INTERVAL_MIN), get(config.DEMAND_SUBINTERVALS), lockout)
+    b.load_profile.interval_s = get(config.LP_INTERVAL_MIN) * 60
+    ok = _tou(b.tou, cfg) and ok  # after _repair always True: a guard while parsing
     st = b.meter.status
     if not ok:
         st.set(status.CONFIGURATION_ERROR)

@@ -3,7 +3,8 @@
     seal = seal.Seal(meter, security)
     seal.boot()            # load the record; a sealed meter checks its firmware files
     seal.plug_in()         # the seal plug is inserted (the pin reads 0)
-    seal.seal(user_id, now)     # ST8 result code; the manufacturer procedure MFG 0, master only
+    seal.seal(user_id, now)     # ST8 result code; the manufacturer procedure MFG 0, master only,
+                                # refused (5) while the master password is blank
     seal.unseal(user_id, now)   # MFG 1: the plug must be out (psem checks), master only
 
 The seal record (RECORD) holds whether the meter is sealed, how many times it was
@@ -26,14 +27,19 @@ import struct
 
 from micropython import const
 
+import config
 import events
 import status
 
 # MAGIC, FLAGS (bit 0 sealed), COUNT, TIME (seconds since 2000-01-01 of the last seal or
-# unseal), CONFIG_CRC, FW_HASH; little-endian
-RECORD = "<BBHII32s"
+# unseal), CONFIG_CRC, FW_HASH; then the password lock-out (security.py): FAILURES (wrong
+# passwords in a row), LOCKED (1: a lock-out runs); little-endian. A 44-byte record (older
+# firmware) has no lock-out part: none runs.
+RECORD = "<BBHII32sBB"
+_SEAL_PART = "<BBHII32s"
 _MAGIC = const(0x53)
 _RECORD = const(44)
+_LOCK_AT = const(44)
 _ROOT = "/"
 # MT0 SEAL_FLAGS and ST3 ED_MFG_STATUS bits: tables.SEAL_SEALED ... SEAL_CONFIG_CHANGED
 _SEALED = const(1)
@@ -41,8 +47,9 @@ _PLUG = const(2)
 _LOCKED_OUT = const(4)
 _FW_CHANGED = const(8)
 _CONFIG_CHANGED = const(16)
-_PROC_DONE = const(0)  # ST8 result codes: tables.PROC_DONE, PROC_CONFLICT
+_PROC_DONE = const(0)  # ST8 result codes: tables.PROC_DONE, PROC_CONFLICT, PROC_NO_AUTH
 _PROC_CONFLICT = const(3)
+_PROC_NO_AUTH = const(5)
 
 
 def firmware_hash(root=_ROOT):
@@ -86,8 +93,11 @@ class Seal:
         st = self._storage()
         blob = st.load_seal() if st is not None else self._ram
         if blob is not None and len(blob) >= _RECORD and blob[0] == _MAGIC:
-            _, flags, self.count, self.time, self.cfg_crc, self.fw_hash = struct.unpack_from(RECORD, blob, 0)
+            _, flags, self.count, self.time, self.cfg_crc, self.fw_hash = struct.unpack_from(_SEAL_PART, blob, 0)
             self.sealed = bool(flags & 1)
+            if len(blob) >= _LOCK_AT + 2:
+                self._sec.restore(blob[_LOCK_AT], blob[_LOCK_AT + 1])
+        self._sec.persist = self._save
         if self.sealed and self._hash_or_none() != self.fw_hash:
             self.fw_changed = True
             self._m.status.set(status.TAMPER_DETECT)
@@ -117,7 +127,9 @@ class Seal:
         return f
 
     def _save(self):
-        rec = struct.pack(RECORD, _MAGIC, 1 if self.sealed else 0, self.count, self.time, self.cfg_crc, self.fw_hash)
+        sec = self._sec
+        rec = struct.pack(RECORD, _MAGIC, 1 if self.sealed else 0, self.count, self.time, self.cfg_crc, self.fw_hash,
+                          sec.failures, 1 if sec._locked else 0)  # fmt: skip
         st = self._storage()
         if st is None:
             self._ram = bytes(rec)
@@ -125,9 +137,13 @@ class Seal:
         return st.save_seal(bytes(rec)) is not False
 
     def seal(self, user_id, now):
-        """Seal now (the caller checked master and the plug); an ST8 result code."""
+        """Seal now (the caller checked master and the plug); an ST8 result code: 3 if
+        sealed already, 5 (no authorization) while the master password is blank, for then
+        anyone with a probe could unseal it."""
         if self.sealed:
             return _PROC_CONFLICT
+        if not self._m.config.get(config.PW_MASTER):
+            return _PROC_NO_AUTH
         self.sealed = True
         self.count = (self.count + 1) & 0xFFFF
         self.time = now

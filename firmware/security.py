@@ -9,18 +9,26 @@ salt and password, in the configuration (config.PW_READER, PW_PROGRAMMER, PW_MAS
 never in clear. An empty setting is the blank password: a factory meter answers every
 level to a blank password until the utility programs them (write MT2 as master).
 
-Padding rule: clients pad short passwords with 0x00, 0x20 or ASCII '0'. Trailing bytes
-0x00, 0x20 and 0x30, in any mix, are padding and are stripped before hashing, both when a
-password is set and when one is checked. So "1234" padded any of the three ways matches,
-and a password's own trailing '0' characters are not significant: "12340" is the same
-password as "1234" (choose passwords that do not end in '0' if that matters). A password
-that is all padding is the blank password.
+Padding rule: a password is exactly 20 bytes, compared whole; a shorter one is padded
+with NUL (0x00) to 20, by the client (host_tools/c1218.py pad_password, termineter) and by
+the meter for a Security request shorter than 20 bytes. Nothing else is padding: '0' and
+space are characters, so with the password "2000" neither "2" nor "20" opens, and with
+"0000" the blank password (20 NULs) does not. The hash covers the 20 bytes without their
+trailing NULs, which is the same as comparing all 20 (the NULs are implied), and keeps a
+NUL-padded password set by earlier firmware valid. The blank password is 20 NULs.
 
 The Security service tries the levels from master down and grants the highest whose
 password matches. After LOCKOUT_TRIES wrong passwords in a row (3) the service refuses
-every password, the right one too, for LOCKOUT_S seconds (60) of the board's clock; the
-count survives Logoff and Terminate (not a power cut). Wrong passwords and lock-outs are
-logged (meter.events when it exists, otherwise counted in `unlogged`).
+every password, the right one too, for LOCKOUT_S seconds (60) of powered time (the board's
+monotonic ticks, not the settable clock). The count survives Logoff, Terminate and a power
+cut: the seal record (seal.py) keeps the count and whether a lock-out runs, and a lock-out
+cut short by a power cut starts again, whole, at power-up. EEPROM wear: the record is
+written once for each wrong password outside a lock-out (none while one runs: those are
+refused unchecked), once when a lock-out ends and once at a right password after wrong
+ones, so at most LOCKOUT_TRIES + 1 writes (each two page copies) per LOCKOUT_S of powered
+time: 4 a minute, 240 an hour with the defaults, however fast a probe tries or the supply
+is cycled (boot only reads). Wrong passwords and lock-outs are logged (meter.events when
+it exists, otherwise counted in `unlogged`).
 """
 
 import hashlib
@@ -35,12 +43,11 @@ import events
 _SALT = const(8)
 _READER = const(1)  # access levels: tables.READER, PROGRAMMER, MASTER
 _MASTER = const(3)
-_PADDING = b"\x00 0"
 
 
 def significant(buf, start, n):
-    """The length of the password in buf[start:start + n] without its trailing padding."""
-    while n and buf[start + n - 1] in _PADDING:
+    """The length of the password in buf[start:start + n] without its trailing NUL padding."""
+    while n and buf[start + n - 1] == 0:
         n -= 1
     return n
 
@@ -70,6 +77,24 @@ class Security:
         self.unlogged = 0  # security events with no event log to take them
         self._until = 0
         self._locked = False
+        self.persist = None  # seal.Seal's: store the count and the lock-out (the seal record)
+        self._stored = 0  # the failures the record holds
+
+    def restore(self, failures, locked):
+        """Power-up, from the seal record: the wrong passwords in a row, and a lock-out that
+        was running (it starts again, whole: the outage is not powered time)."""
+        self.failures = self._stored = failures
+        if locked:
+            self._lock()
+
+    def _lock(self):
+        self._locked = True
+        self._until = time.ticks_add(self._m.clock.ticks_ms(), self._m.config.get(config.LOCKOUT_S) * 1000)
+
+    def _store(self):
+        if self.persist is not None:
+            self.persist()
+        self._stored = self.failures
 
     def hashed(self, buf, start, n):
         """The stored form of a new password: salt + SHA-256(salt + password), or b'' if blank."""
@@ -88,6 +113,7 @@ class Security:
         if self._locked and time.ticks_diff(self._until, self._m.clock.ticks_ms()) <= 0:
             self._locked = False
             self.failures = 0
+            self._store()
         return self._locked
 
     def remaining_s(self):
@@ -98,6 +124,8 @@ class Security:
     def reset_lockout(self):
         self._locked = False
         self.failures = 0
+        if self._stored:
+            self._store()
 
     def verify(self, buf, start, n):
         """The access level a password opens, -1 if it matches none, -2 while locked out."""
@@ -108,14 +136,17 @@ class Security:
         for level in range(_MASTER, _READER - 1, -1):  # PW_READER, PW_PROGRAMMER, PW_MASTER follow
             if self._matches(cfg.get(config.PW_READER + level - 1), buf, start, n):
                 self.failures = 0
+                if self._stored:
+                    self._store()
                 return level
-        self.failures += 1
+        self.failures = min(self.failures + 1, 255)
         self.failed_total += 1
-        self.log(events.EV_BAD_PASSWORD, bytes((self.failures,)))
         if self.failures >= cfg.get(config.LOCKOUT_TRIES):
-            self._locked = True
-            self._until = time.ticks_add(self._m.clock.ticks_ms(), cfg.get(config.LOCKOUT_S) * 1000)
+            self._lock()
             self.lockouts += 1
+        self._store()  # before the answer: a power cut right after it cannot undo the count
+        self.log(events.EV_BAD_PASSWORD, bytes((self.failures,)))
+        if self._locked:
             self.log(events.EV_LOCKOUT, bytes((cfg.get(config.LOCKOUT_S) & 0xFF,)))
         return -1
 

@@ -81,6 +81,7 @@ _PROC_ACCEPTED = const(1)
 _PROC_INVALID = const(2)
 _PROC_CONFLICT = const(3)
 _PROC_TIMING = const(4)
+_PROC_NO_AUTH = const(5)  # seal.py: sealing with a blank master password
 _PROC_UNKNOWN = const(6)
 _SEALED_OK = const(1)  # allowed on a software-sealed meter
 _PLUG_OK = const(2)  # allowed with the seal plug in
@@ -770,13 +771,9 @@ def write(m, svc, tid, off, buf, s, n):
             return _IAR  # no such setting
         if config_level(key) > svc.level:
             return _ISC
-        if not valid_setting(m.config, key, value):
-            return _IAR
         settings.append((key, value))
-    new = dict(settings)
-    scroll = new.get(config.SCROLL_S, m.config.get(config.SCROLL_S))
-    if scroll < new.get(config.SCROLL_MIN_S, m.config.get(config.SCROLL_MIN_S)):
-        return _IAR
+    if invalid_setting(m.config, settings) is not None:
+        return _IAR  # bad data: nothing stored
     return svc.store_config(settings)
 
 
@@ -791,46 +788,20 @@ def config_level(key):
     return _MASTER  # calibration, security parameters, identity
 
 
-def valid_setting(cfg, key, value):
-    """True if value may be stored for key: a known id, its type, its range
-    (config.validate(key, value) decides instead once config.py has one)."""
-    import config as c
+def invalid_setting(cfg, settings):
+    """The first (id, value) of settings that config.validate refuses beside cfg's other
+    settings as the write would leave them (all or none), or None: the rule is config.py's."""
+    import config
 
-    check = getattr(c, "validate", None)
-    if check is not None:
-        return check(key, value)
-    if isinstance(cfg.get(key), int) != isinstance(value, int):
-        return False
-    if key == c.DST or key == c.TIME_ZONE_MIN:
-        return c.valid_time_setting(key, value)
-    if not isinstance(value, int):
-        if key == c.DISPLAY_ITEMS:
-            return 1 <= len(value) <= 32 and 0 not in value
-        return len(value) <= 40
-    for k, lo, hi in (
-        (c.ELEMENTS, 1, 2),
-        (c.CT_REVERSE_A, 0, 1),
-        (c.CT_REVERSE_B, 0, 1),
-        (c.KH_MWH, 1, 1000000),
-        (c.NOLOAD_PERMILLE_START, 0, 1000),
-        (c.SCROLL_S, 1, 255),
-        (c.SCROLL_MIN_S, 1, 255),
-        (c.DISPLAY_DIGITS, 1, 6),
-        (c.DISPLAY_DECIMALS, 0, 3),
-        (c.ID_STYLE, 0, 1),
-        (c.DEMAND_INTERVAL_MIN, 1, 60),
-        (c.DEMAND_SUBINTERVALS, 1, 60),
-        (c.DEMAND_RESET_LOCKOUT_S, 0, 86400),
-        (c.LP_INTERVAL_MIN, 1, 60),
-        (c.SELF_READ_TIME, -1, 1439),
-        (c.LOCKOUT_S, 1, 3600),
-        (c.LOCKOUT_TRIES, 1, 10),
-    ):
-        if k == key:
-            if key in (c.DEMAND_INTERVAL_MIN, c.LP_INTERVAL_MIN) and 60 % value:
-                return False  # an interval divides the hour
-            return lo <= value <= hi
-    return -0x800000 <= value <= 0xFFFFFF  # chip registers and scales: 24 bits
+    view = config.Config.decode(cfg.encode())
+    for key, value in settings:
+        if isinstance(cfg.get(key), int) != isinstance(value, int):
+            return key, value
+        view.set(key, value)
+    for key, value in settings:
+        if config.validate(key, value, view) is not None:
+            return key, value
+    return None
 
 
 # ---- procedures (ST7 / ST8) -------------------------------------------------------

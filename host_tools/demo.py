@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from host_tools import flash, program, readout
-from host_tools.c1218 import C1218Error, Client, ServiceError
+from host_tools.c1218 import C1218Error, Client, ServiceError, pad_password
 from host_tools.optical import EXIT_FAILED, EXIT_OK
 from host_tools.profile_plot import plot_profile
 
@@ -185,10 +185,16 @@ def _report(optical: str, out_dir: Path, truth: dict | None, start: dict | None 
     _say(f"   load profile: {len(rows)} intervals; plot saved to {png.resolve()}")
 
 
+DEMO_MASTER = "demo-master"  # the seal needs a master password (a blank one would not seal)
+
+
 def _seal(optical: str, unseal_after: bool) -> bool:
     _say("6. seal the meter, then try to reprogram it")
     settings = program.validate({"display": {"scroll_s": 12}}, "demo")
     with Client.open(optical).session(password="") as c:
+        c.write(program.MT2, pad_password(DEMO_MASTER), offset=40)
+    _say(f"   master password set to {DEMO_MASTER!r}: a meter with a blank one will not seal")
+    with Client.open(optical).session(password=DEMO_MASTER) as c:
         count = program.seal(c)
         _say(f"   sealed (seal count {count})")
         try:
@@ -202,7 +208,9 @@ def _seal(optical: str, unseal_after: bool) -> bool:
             _say("   reprogramming was accepted: THE SEAL DID NOT HOLD")
         if unseal_after:
             program.unseal(c)
-            _say("   unsealed again with the master password (a bench meter is left as found)")
+            c.write(program.MT2, pad_password(""), offset=40)
+            _say("   unsealed again with the master password, and the master password blank again"
+                 " (a bench meter is left as found)")  # fmt: skip
     return refused
 
 

@@ -8,8 +8,9 @@ optical port, each with one line that says what went wrong when it does.
     meterctl seal | unseal --port P --password MASTER
 
 A configuration file (TOML; host_tools/examples/meter.toml documents every key) is checked
-whole before a byte is sent, against the rules the meter applies (firmware/tables.py
-valid_setting, display.py, demand.py, tou.py), so a mistake is named with its key at once
+whole before a byte is sent, against the rules the meter applies (firmware/config.py
+validate: the one declaration of each setting's allowed values, which the meter's optical
+port and power-up apply too), so a mistake is named with its key at once
 rather than found as a bare "refused" from the meter. The settings then go in one MT1 write,
 which the meter takes all or none, and are read back.
 
@@ -64,8 +65,8 @@ DISPLAY_ITEM_CONSTANTS = {
     "version": "ITEM_VERSION", "test": "ITEM_SEGMENTS",
     "cum_demand": "ITEM_CUM_DEMAND", "cont_cum_demand": "ITEM_CONT_CUM_DEMAND",
 }  # fmt: skip
-MAX_BYTES = 40  # tables.valid_setting: the longest byte-string setting (the display list: 32 items)
-MAX_ITEMS = 32
+MAX_BYTES = config._MAX_BYTES  # the longest byte-string setting
+MAX_ITEMS = config._MAX_ITEMS  # the longest display list
 POLL_S = 0.2  # between two reads of ST8 while a calibration step runs
 WAIT_S = 255  # the Wait service's most: the session outlives a poll's pause
 
@@ -92,10 +93,36 @@ def display_items() -> dict[str, int]:
 
 @cache
 def demand_intervals() -> tuple[int, ...]:
-    m = re.search(r"^INTERVALS_MIN = \(([\d, ]+)\)", _source("demand"), re.M)
-    if m is None:
-        raise RuntimeError("firmware/demand.py no longer declares INTERVALS_MIN")
-    return tuple(int(x) for x in m[1].split(",") if x.strip())
+    """The demand and load-profile intervals the meter keeps (config.validate, probed)."""
+    return tuple(m for m in range(1, 61) if _accepts(config.DEMAND_INTERVAL_MIN, m))
+
+
+def _accepts(key: int, value: int) -> bool:
+    """config.validate takes value for key on its own (a conflict with another setting aside)."""
+    return bool(config.validate(key, value, config.Config()) != key)
+
+
+def _edge(key: int, inside: int, step: int) -> int:
+    """The last value from `inside` on, going by step's sign, that _accepts (a range's end)."""
+    far = inside
+    while _accepts(key, far + step) and abs(step) < 1 << 32:
+        far += step
+        step *= 2
+    while abs(step) > 1:
+        step //= 2
+        if _accepts(key, far + step):
+            far += step
+    return far
+
+
+@cache
+def own_range(key: int) -> tuple[int, int, tuple[int, ...]]:
+    """An integer setting's least and most values, and the ones between (up to 60) the meter
+    takes (config.validate, probed: the host keeps no copy of the ranges)."""
+    near = [v for v in range(-1, 101) if _accepts(key, v)]
+    lo = _edge(key, near[0], -1) if near[0] == -1 else near[0]
+    hi = _edge(key, near[-1], 1) if near[-1] == 100 else near[-1]
+    return lo, hi, tuple(v for v in near if lo <= v <= hi) if hi - lo <= 60 else ()
 
 
 def _request_max() -> int:
@@ -201,12 +228,14 @@ class _Checker:
                 self.fail(f"{section}.{key}", f"unknown key ([{section}] takes {', '.join(known)})")
         return table
 
-    def integer(self, path: str, value: Any, lo: int, hi: int) -> int:
+    def integer(self, path: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
+        """A whole number; its range is config.validate's (checked with the rest, check_rules),
+        unless lo and hi bound a value the file gives in other units."""
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(path, f"must be a whole number, not {_kind(value)} {value!r}")
-        if value < lo:
+        if lo is not None and value < lo:
             self.fail(path, f"{value} is below the least allowed ({lo})")
-        if value > hi:
+        if hi is not None and value > hi:
             self.fail(path, f"{value} is above the most allowed ({hi})")
         return value
 
@@ -294,11 +323,7 @@ def validate(data: dict[str, Any], source: str = "settings") -> Settings:
             check(ck, data[section])
     if not ck.out.values and not ck.out.passwords:
         raise UsageError(f"{source}: no settings in it: nothing to program")
-    with _firmware_config():  # and what the meter itself checks (tables.valid_setting)
-        factory = config.Config()
-        for s in ck.out.values:
-            if not T.valid_setting(factory, s.key, s.value):
-                ck.fail(s.path, f"the meter would refuse {render(s.key, s.value)}")
+    check_rules(ck.out, config.Config())  # the meter's own rule, against a factory meter's other settings
     return ck.out
 
 
@@ -335,8 +360,6 @@ def _check_metrology(ck: _Checker, table: Any) -> None:
         mwh = round(kh * 1000)
         if abs(mwh - kh * 1000) > 1e-6:
             ck.fail("metrology.kh_wh", f"{kh} is not a whole number of mWh (the meter keeps Kh in mWh)")
-        if not 1 <= mwh <= 1_000_000:
-            ck.fail("metrology.kh_wh", f"{kh} is out of the range 0.001 .. 1000 Wh per pulse")
         ck.add("metrology.kh_wh", config.KH_MWH, mwh)
     for name, key in (("ct_reversed_a", config.CT_REVERSE_A), ("ct_reversed_b", config.CT_REVERSE_B)):
         if name in t:
@@ -345,7 +368,6 @@ def _check_metrology(ck: _Checker, table: Any) -> None:
 
 def _check_display(ck: _Checker, table: Any) -> None:
     t = ck.keys("display", table, ("items", "scroll_s", "scroll_min_s", "digits", "decimals", "id_style"))
-    limit = _fw_const("display", "SCROLL_LIMIT_S")
     if "items" in t:
         codes = display_items()
         names = ck.strings("display.items", t["items"], MAX_ITEMS)
@@ -355,22 +377,10 @@ def _check_display(ck: _Checker, table: Any) -> None:
             if name not in codes:
                 ck.fail(f"display.items[{i}]", f"unknown item {name!r} (items: {', '.join(codes)})")
         ck.add("display.items", config.DISPLAY_ITEMS, bytes(codes[n] for n in names))
-    scroll = ck.integer("display.scroll_s", t["scroll_s"], 1, limit) if "scroll_s" in t else None
-    least = ck.integer("display.scroll_min_s", t["scroll_min_s"], 1, limit) if "scroll_min_s" in t else None
-    if scroll is not None and least is not None and scroll < least:
-        ck.fail("display.scroll_s", f"{scroll} is below scroll_min_s ({least})")
-    if scroll is not None:
-        ck.add("display.scroll_s", config.SCROLL_S, scroll)
-    if least is not None:
-        ck.add("display.scroll_min_s", config.SCROLL_MIN_S, least)
-    digits = ck.integer("display.digits", t["digits"], 1, 6) if "digits" in t else None
-    decimals = ck.integer("display.decimals", t["decimals"], 0, 3) if "decimals" in t else None
-    if digits is not None and decimals is not None and decimals >= digits:
-        ck.fail("display.decimals", f"{decimals} leaves no whole digit of the {digits} (digits)")
-    if digits is not None:
-        ck.add("display.digits", config.DISPLAY_DIGITS, digits)
-    if decimals is not None:
-        ck.add("display.decimals", config.DISPLAY_DECIMALS, decimals)
+    for name, key in (("scroll_s", config.SCROLL_S), ("scroll_min_s", config.SCROLL_MIN_S),
+                      ("digits", config.DISPLAY_DIGITS), ("decimals", config.DISPLAY_DECIMALS)):  # fmt: skip
+        if name in t:
+            ck.add(f"display.{name}", key, ck.integer(f"display.{name}", t[name]))
     if "id_style" in t:
         style = ck.string("display.id_style", t["id_style"])
         if style not in ID_STYLES:
@@ -378,35 +388,19 @@ def _check_display(ck: _Checker, table: Any) -> None:
         ck.add("display.id_style", config.ID_STYLE, ID_STYLES.index(style))
 
 
-def _interval(ck: _Checker, path: str, value: Any) -> int:
-    allowed = demand_intervals()
-    minutes = ck.integer(path, value, 1, 60)
-    if minutes not in allowed:
-        ck.fail(path, f"{minutes} minutes does not divide the hour into intervals the meter keeps "
-                      f"(choose {', '.join(map(str, allowed))})")  # fmt: skip
-    return minutes
-
-
 def _check_demand(ck: _Checker, table: Any) -> None:
     t = ck.keys("demand", table, ("interval_min", "subintervals", "reset_lockout_s"))
-    minutes = _interval(ck, "demand.interval_min", t["interval_min"]) if "interval_min" in t else None
-    if minutes is not None:
-        ck.add("demand.interval_min", config.DEMAND_INTERVAL_MIN, minutes)
-    if "subintervals" in t:
-        subs = ck.integer("demand.subintervals", t["subintervals"], 1, 60)
-        if minutes is not None and minutes % subs:
-            ck.fail("demand.subintervals", f"{subs} does not divide interval_min ({minutes}) into whole minutes")
-        ck.add("demand.subintervals", config.DEMAND_SUBINTERVALS, subs)
-    if "reset_lockout_s" in t:
-        lockout = ck.integer("demand.reset_lockout_s", t["reset_lockout_s"], 0, 86400)
-        ck.add("demand.reset_lockout_s", config.DEMAND_RESET_LOCKOUT_S, lockout)
+    for name, key in (("interval_min", config.DEMAND_INTERVAL_MIN), ("subintervals", config.DEMAND_SUBINTERVALS),
+                      ("reset_lockout_s", config.DEMAND_RESET_LOCKOUT_S)):  # fmt: skip
+        if name in t:
+            ck.add(f"demand.{name}", key, ck.integer(f"demand.{name}", t[name]))
 
 
 def _check_load_profile(ck: _Checker, table: Any) -> None:
     t = ck.keys("load_profile", table, ("interval_min",))
     if "interval_min" in t:
-        ck.add("load_profile.interval_min", config.LP_INTERVAL_MIN,
-               _interval(ck, "load_profile.interval_min", t["interval_min"]))  # fmt: skip
+        ck.add("load_profile.interval_min", config.LP_INTERVAL_MIN, ck.integer("load_profile.interval_min",
+                                                                              t["interval_min"]))  # fmt: skip
 
 
 def _check_billing(ck: _Checker, table: Any) -> None:
@@ -426,7 +420,7 @@ def _check_billing(ck: _Checker, table: Any) -> None:
 
 def _check_tou(ck: _Checker, table: Any) -> None:
     t = ck.keys("tou", table, ("seasons", "holidays", "schedule", "dst", "time_zone_min"))
-    nbr_seasons, nbr_tiers = _fw_const("tou", "NBR_SEASONS"), _fw_const("tou", "NBR_TIERS")
+    nbr_seasons, nbr_tiers = config._NBR_SEASONS, config._NBR_TIERS
     seasons = None
     if "seasons" in t:
         starts = [ck.month_day(f"tou.seasons[{i}]", s) for i, s in enumerate(ck.strings("tou.seasons", t["seasons"],
@@ -498,11 +492,9 @@ def _day(ck: _Checker, path: str, table: Any, nbr_tiers: int) -> bytes:
 
 def _check_security(ck: _Checker, table: Any) -> None:
     t = ck.keys("security", table, ("lockout_s", "lockout_tries"))
-    if "lockout_s" in t:
-        ck.add("security.lockout_s", config.LOCKOUT_S, ck.integer("security.lockout_s", t["lockout_s"], 1, 3600))
-    if "lockout_tries" in t:
-        ck.add("security.lockout_tries", config.LOCKOUT_TRIES,
-               ck.integer("security.lockout_tries", t["lockout_tries"], 1, 10))  # fmt: skip
+    for name, key in (("lockout_s", config.LOCKOUT_S), ("lockout_tries", config.LOCKOUT_TRIES)):
+        if name in t:
+            ck.add(f"security.{name}", key, ck.integer(f"security.{name}", t[name]))
 
 
 def _check_identity(ck: _Checker, table: Any) -> None:
@@ -544,39 +536,68 @@ def _tlv(key: int, value: int | bytes) -> bytes:
     return one.encode()
 
 
-def _against_meter(settings: Settings, now: dict[int, int | bytes]) -> None:
-    """The rules that tie two settings together, with the meter's value for one not in the file."""
+# The setting blamed when two conflict (the one that depends on the other), and what to say:
+# {v} its value, {o} the other's value, {m} "the meter's " when the other is not in the file.
+CONFLICTS = {
+    (config.SCROLL_S, config.SCROLL_MIN_S): "{v} is below {m}scroll_min_s ({o})",
+    (config.SCROLL_MIN_S, config.SCROLL_S): "{v} is above {m}scroll_s ({o})",
+    (config.DISPLAY_DECIMALS, config.DISPLAY_DIGITS): "{v} leaves no whole digit of the {o} ({m}digits)",
+    (config.DISPLAY_DIGITS, config.DISPLAY_DECIMALS): "{v} digits leave no whole digit with {m}decimals ({o})",
+    (config.DEMAND_SUBINTERVALS, config.DEMAND_INTERVAL_MIN): "{v} does not divide {m}interval_min ({o}) into whole "
+                                                              "minutes",
+    (config.DEMAND_INTERVAL_MIN, config.DEMAND_SUBINTERVALS): "{v} is not divided into whole minutes by "
+                                                              "{m}subintervals ({o})",
+}  # fmt: skip
+BLAMED = (config.SCROLL_S, config.DISPLAY_DECIMALS, config.DEMAND_SUBINTERVALS)
+
+
+def _out_of_range(key: int, value: int | bytes) -> str:
+    """Why config.validate refuses value for key on its own, in words."""
+    if not isinstance(value, int):
+        return f"the meter would refuse {render(key, value)}"
+    lo, hi, among = own_range(key)
+    if key in (config.DEMAND_INTERVAL_MIN, config.LP_INTERVAL_MIN) and 1 <= value <= 60:
+        *most, last = demand_intervals()
+        return (f"{value} minutes is not an interval the meter keeps: {', '.join(map(str, most))} or {last} "
+                f"(whole blocks of the hour, at least {most[0]} minutes)")  # fmt: skip
+    if value < lo:
+        return f"{value} is below the least allowed ({render(key, lo)})"
+    if value > hi:
+        return f"{value} is above the most allowed ({render(key, hi)})"
+    return f"{value} is not one the meter takes ({', '.join(map(str, among))})"
+
+
+def check_rules(settings: Settings, base: Any, meter: bool = False) -> None:
+    """config.validate on every setting, beside base's others (a factory meter's, or the
+    meter's own read back when meter is true) as the write would leave them: the meter's own
+    rule, so what passes here the meter takes. UsageError naming the first one refused."""
     given = {s.key: s for s in settings.values}
-    c = config
-
-    def value(key: int) -> Any:
-        return given[key].value if key in given else now.get(key)
-
-    def fail(key: int, problem: str) -> None:
-        path = given[key].path
-        raise UsageError(f"{settings.source}: {path}: {problem}")
-
-    pairs = (
-        (c.SCROLL_S, c.SCROLL_MIN_S, lambda a, b: a >= b, "{a} is below the meter's scroll_min_s ({b})",
-         "{b} is above the meter's scroll_s ({a})"),
-        (c.DISPLAY_DECIMALS, c.DISPLAY_DIGITS, lambda a, b: a < b, "{a} leaves no whole digit of the meter's {b}",
-         "{b} digits leave no whole digit with the meter's {a} decimals"),
-        (c.DEMAND_SUBINTERVALS, c.DEMAND_INTERVAL_MIN, lambda a, b: b % a == 0,
-         "{a} does not divide the meter's interval_min ({b}) into whole minutes",
-         "{b} is not divided into whole minutes by the meter's subintervals ({a})"),
-    )  # fmt: skip
-    for ka, kb, ok, if_a, if_b in pairs:
-        a, b = value(ka), value(kb)
-        if (ka in given) != (kb in given) and isinstance(a, int) and isinstance(b, int) and not ok(a, b):
-            fail(ka, if_a.format(a=a, b=b)) if ka in given else fail(kb, if_b.format(a=a, b=b))
+    view = config.Config.decode(base.encode())  # base as the write would leave it
+    for s in settings.values:
+        view.set(s.key, s.value)
+    for s in settings.values:
+        fault = config.validate(s.key, s.value, view)
+        if fault is None:
+            continue
+        if fault == s.key:
+            raise UsageError(f"{settings.source}: {s.path}: {_out_of_range(s.key, s.value)}")
+        if fault not in given and not meter:
+            continue  # with a setting of the meter's: checked against the meter's own value
+        blamed, other = s.key, fault
+        if fault in given and s.key not in BLAMED:
+            blamed, other = fault, s.key  # both in the file: name the dependent one
+        text = CONFLICTS.get((blamed, other), "{v} conflicts with setting " + hex(other) + " ({o})")
+        text = text.format(v=view.get(blamed), o=view.get(other), m="" if other in given else "the meter's ")
+        raise UsageError(f"{settings.source}: {given[blamed].path}: {text}")
 
 
 def apply_settings(client: Client, settings: Settings) -> list[str]:
     """Send the settings in one MT1 write (the meter takes them all or none), then the
     passwords (MT2, master), and read MT1 back. Lines saying what was set, and what it was.
     The meter's refusals come out as ServiceError (dlk: sealed); its IAR as MeterctlError."""
-    before = read_config(client)
-    _against_meter(settings, before)
+    now = config.Config.decode(client.read(MT1))
+    before = dict(now.items())
+    check_rules(settings, now, meter=True)
     changed = [s for s in settings.values if before.get(s.key) != s.value]
     blob = b"".join(_tlv(s.key, s.value) for s in settings.values)
     if len(blob) > _request_max():  # too many for one write: the ones that change may fit
@@ -674,6 +695,10 @@ def seal(client: Client) -> int:
     result, data = client.procedure(T.PROC_SEAL, check=False)
     if result == T.PROC_CONFLICT:
         raise MeterctlError("the meter is sealed already", "`meterctl status` shows the seal record")
+    if result == T.PROC_NO_AUTH:
+        raise MeterctlError("the meter has no master password: it will not seal (anyone could unseal it)",
+                            "set one first: [passwords] master in a file for `meterctl program`",
+                            EXIT_REFUSED)  # fmt: skip
     if result != T.PROC_DONE:
         raise MeterctlError(f"the meter did not seal: {PROC_RESULTS.get(result, result)}")
     return parse(T.SEAL_RESPONSE, data)["SEAL_COUNT"]

@@ -122,7 +122,11 @@ BAD = {
     "[display]\nid_style = \"KWH\"\n": "display.id_style: 'KWH' is not one of",
     "[display]\nscrol_s = 10\n": "display.scrol_s: unknown key",
     "[displays]\nscroll_s = 10\n": "displays: unknown section",
-    "[demand]\ninterval_min = 7\n": "demand.interval_min: 7 minutes does not divide the hour",
+    "[demand]\ninterval_min = 7\n": "demand.interval_min: 7 minutes is not an interval the meter keeps: 5, 6, "
+                                    "10, 12, 15, 20, 30 or 60",
+    "[demand]\ninterval_min = 4\n": "demand.interval_min: 4 minutes is not an interval the meter keeps",
+    "[load_profile]\ninterval_min = 4\n": "load_profile.interval_min: 4 minutes is not an interval the meter keeps",
+    "[display]\nscroll_s = 200\n": "display.scroll_s: 200 is above the most allowed (30)",
     "[demand]\ninterval_min = 15\nsubintervals = 4\n": "demand.subintervals: 4 does not divide interval_min (15)",
     "[load_profile]\ninterval_min = 90\n": "load_profile.interval_min: 90 is above the most allowed (60)",
     "[metrology]\nkh_wh = 0.0001\n": "metrology.kh_wh: 0.0001 is not a whole number of mWh",
@@ -226,9 +230,28 @@ def test_reset_demand_twice_the_second_inside_the_lockout_is_refused(meter, mete
 
 
 # ---- the seal -------------------------------------------------------------------------------
+MASTER = "boss-3"
+
+
+def set_master(meterctl, tmp_path: Path, port: str, password: str = MASTER, old: str = "") -> None:
+    """The master password (reader and programmer stay as they are: blank on a factory meter)."""
+    path = write_toml(tmp_path, f'[passwords]\nmaster = "{password}"\n', f"master{len(password)}.toml")
+    done = meterctl("program", "--config", path, "--port", port, "--password", old)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_meter_without_a_master_password_will_not_seal(meter, meterctl):
+    refused = meterctl("seal", "--port", meter.optical)
+    assert refused.returncode == 5
+    assert one_line(refused.stderr).startswith("meterctl: the meter has no master password: it will not seal")
+    assert not counters(meter.optical)["SEAL_FLAGS"] & T.SEAL_SEALED
+    assert counters(meter.optical)["SEAL_COUNT"] == 0
+
+
 def test_seal_refuses_program_with_exit_5_and_unseal_works(meter, meterctl, tmp_path):
     path = write_toml(tmp_path, "[display]\nscroll_s = 13\n")
-    sealed = meterctl("seal", "--port", meter.optical)
+    set_master(meterctl, tmp_path, meter.optical)
+    sealed = meterctl("seal", "--port", meter.optical, "--password", MASTER)
     assert sealed.returncode == 0, sealed.stderr
     count = int(sealed.stdout.split("seal count ")[1].split(")")[0])
     assert counters(meter.optical)["SEAL_COUNT"] == count and counters(meter.optical)["SEAL_FLAGS"] & T.SEAL_SEALED
@@ -237,25 +260,27 @@ def test_seal_refuses_program_with_exit_5_and_unseal_works(meter, meterctl, tmp_
         assert refused.returncode == 5
         assert one_line(refused.stderr).startswith("meterctl: the meter is sealed")
         assert settings(meter.optical)[config.SCROLL_S] != 13
-        twice = meterctl("seal", "--port", meter.optical)
+        twice = meterctl("seal", "--port", meter.optical, "--password", MASTER)
         assert twice.returncode == 5 and one_line(twice.stderr).startswith("meterctl: the meter is sealed")
         assert meterctl("set-time", "2026-11-24T09:00:00", "--port", meter.optical).returncode == 0, "time: allowed"
     finally:
-        unsealed = meterctl("unseal", "--port", meter.optical)
+        unsealed = meterctl("unseal", "--port", meter.optical, "--password", MASTER)
     assert unsealed.returncode == 0, unsealed.stderr
     assert meterctl("program", "--config", path, "--port", meter.optical).returncode == 0
+    set_master(meterctl, tmp_path, meter.optical, "", old=MASTER)  # a real board gets its blank master back
 
 
 @pytest.mark.sim_only
-def test_unseal_with_the_seal_plug_in_is_refused(meter, meterctl):
-    assert meterctl("seal", "--port", meter.optical).returncode == 0
+def test_unseal_with_the_seal_plug_in_is_refused(meter, meterctl, tmp_path):
+    set_master(meterctl, tmp_path, meter.optical)
+    assert meterctl("seal", "--port", meter.optical, "--password", MASTER).returncode == 0
     meter.sim.set_seal_plug(True)
-    refused = meterctl("unseal", "--port", meter.optical)
+    refused = meterctl("unseal", "--port", meter.optical, "--password", MASTER)
     assert refused.returncode == 5
     assert one_line(refused.stderr).startswith("meterctl: the seal plug is in")
     assert counters(meter.optical)["SEAL_FLAGS"] & T.SEAL_SEALED
     meter.sim.set_seal_plug(False)
-    assert meterctl("unseal", "--port", meter.optical).returncode == 0
+    assert meterctl("unseal", "--port", meter.optical, "--password", MASTER).returncode == 0
     assert not counters(meter.optical)["SEAL_FLAGS"] & T.SEAL_SEALED
 
 
@@ -335,7 +360,7 @@ def test_calibrate_three_steps_brings_the_meter_within_0_05_percent(meter):
 
 
 @pytest.mark.sim_only
-def test_calibrate_failures_are_one_line(meter, meterctl):
+def test_calibrate_failures_are_one_line(meter, meterctl, tmp_path):
     bad = meterctl("calibrate", "--volts", "900", "--amps", "10", "--port", meter.optical)
     assert bad.returncode == 2 and "--volts must be within 1-500" in one_line(bad.stderr)
     # the gain step expects 10 A but none flows: the meter gives up after its wait (ST8 result 4)
@@ -345,8 +370,9 @@ def test_calibrate_failures_are_one_line(meter, meterctl):
     with Client.open(meter.optical) as c, c.session(password=""):
         st8 = c.read(8)
     assert int.from_bytes(st8[0:2], "little") == T.PROC_CALIBRATE and st8[3] == T.PROC_TIMING
-    assert meterctl("seal", "--port", meter.optical).returncode == 0
-    refused = meterctl("calibrate", "--volts", "240", "--amps", "0", "--port", meter.optical)
+    set_master(meterctl, tmp_path, meter.optical)
+    assert meterctl("seal", "--port", meter.optical, "--password", MASTER).returncode == 0
+    refused = meterctl("calibrate", "--volts", "240", "--amps", "0", "--port", meter.optical, "--password", MASTER)
     assert refused.returncode == 5 and one_line(refused.stderr).startswith("meterctl: the meter is sealed")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from host_tools.c1218 import TABLES, Client, read_events
+from host_tools.c1218 import TABLES, Client, pad_password, read_events
 from host_tools.readout import decode_registers
 from host_tools.repo import FIRMWARE_DIR
 from host_tools.sim import SimBoard
@@ -36,8 +36,14 @@ def board():
         yield b
 
 
+MASTER = "master-333"
+
+
 def seal(board: SimBoard) -> None:
+    """Set a master password (a meter with a blank one will not seal), then seal."""
     with Client.open(board.optical_port).session(password="") as c:  # a factory meter: blank passwords
+        c.write(TABLES.MFG + 2, pad_password(MASTER), offset=40)
+    with Client.open(board.optical_port).session(password=MASTER) as c:
         c.procedure(TABLES.PROC_SEAL)
 
 
@@ -110,7 +116,7 @@ def test_the_seal_plug_alone_closes_the_console_and_pulling_it_opens_it(board):
 def test_the_console_opens_again_when_the_seal_is_broken_over_the_optical_port(board):
     seal(board)
     assert attempt(board, "exec", "print(6 * 7)") == "no answer"
-    with Client.open(board.optical_port).session(password="") as c:
+    with Client.open(board.optical_port).session(password=MASTER) as c:
         c.procedure(TABLES.PROC_UNSEAL)
     assert attempt(board, "exec", "print(6 * 7)", timeout=60) == "exit 0: 42\n"
 

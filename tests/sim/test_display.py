@@ -172,15 +172,25 @@ def test_scroll_order_and_timing_in_virtual_time(tmp_path):
 @pytest.mark.parametrize(
     ("scroll_s", "min_s", "expected_s"),
     [
-        (3, 10, 10),  # a 3 s programmed scroll with the default 10 s minimum: 10 s
-        (3, 1, 3),  # the same list with the minimum lowered: 3 s
-        (45, 10, 30),  # beyond the 30 s limit: 30 s
+        (3, 1, 3),  # a 3 s scroll with the minimum lowered to 1 s
+        (10, 10, 10),  # the default minimum
+        (30, 10, 30),  # the longest
     ],
 )
-def test_the_minimum_scroll_time_is_enforced(tmp_path, scroll_s, min_s, expected_s):
+def test_the_scroll_time_is_the_programmed_one(tmp_path, scroll_s, min_s, expected_s):
     with meter_board(tmp_path, program((DELIVERED, RECEIVED), scroll_s, min_s)) as board:
         groups = runs(sample(board, 3 * expected_s))
     assert groups == [("DE", expected_s), ("NG", expected_s), ("DE", expected_s)]
+
+
+@pytest.mark.parametrize("scroll_s", [3, 45], ids=["below the 10 s minimum", "beyond the 30 s limit"])
+def test_a_scroll_time_the_rule_refuses_is_not_clamped_but_flagged(tmp_path, scroll_s):
+    """Set behind the port's back (as a blob stored by older firmware would be): the meter puts
+    it back to its default (10 s) and shows Er 003 after the list, rather than silently
+    scrolling at some other time (issue 16)."""
+    with meter_board(tmp_path, program((DELIVERED, RECEIVED), scroll_s)) as board:
+        groups = runs(sample(board, 40))
+    assert groups[:3] == [("DE", 10), ("NG", 10), ("Er", 10)], groups
 
 
 def test_a_displayed_value_rolls_over_while_the_register_keeps_its_value(tmp_path):

@@ -149,10 +149,13 @@ def test_no_device_at_the_port_is_one_line_with_exit_code_3(tmp_path):
 
 
 def test_a_sealed_meter_is_refused_unless_the_seal_is_broken_with_the_master_password(tmp_path):
-    from host_tools.c1218 import TABLES, Client, read_events
+    from host_tools.c1218 import TABLES, Client, pad_password, read_events
 
+    master = "master-9"  # a meter with a blank master password will not seal
     with SimBoard(state_dir=tmp_path, speed=1.0) as board:
         with Client.open(board.optical_port).session(password="") as c:  # a factory meter: blank passwords
+            c.write(TABLES.MFG + 2, pad_password(master), offset=40)
+        with Client.open(board.optical_port).session(password=master) as c:
             c.procedure(TABLES.PROC_SEAL)
 
         def files():
@@ -183,7 +186,7 @@ def test_a_sealed_meter_is_refused_unless_the_seal_is_broken_with_the_master_pas
         breaking = [*base, "--break-seal", "--optical", board.optical_port, "--password"]
         r = subprocess.run([*breaking, "wrong"], capture_output=True, text=True, timeout=120)
         assert r.returncode == 5 and "wrong password for the master level" in r.stderr, r.stderr
-        r = subprocess.run([*breaking, ""], capture_output=True, text=True, timeout=300)  # a factory meter's
+        r = subprocess.run([*breaking, master], capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
         assert "seal broken" in r.stderr and "verified" in r.stderr
         with Client.open(board.optical_port).session(password="") as c:

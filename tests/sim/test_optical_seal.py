@@ -31,6 +31,20 @@ def program_passwords(board) -> None:
         c.write(T.MFG + 2, pad_password("reader-1") + pad_password(PROGRAMMER_PW) + pad_password(MASTER_PW))
 
 
+def set_master(board) -> None:
+    """A master password alone (reader and programmer stay blank): a meter seals only then."""
+    with Client.open(board.optical_port) as c, c.session(password=""):
+        c.write(T.MFG + 2, pad_password(MASTER_PW), offset=40)
+
+
+def stored_master(board) -> bytes:
+    """PW_MASTER's 40-byte salted hash as the EEPROM's configuration record holds it."""
+    image = board.hw.eeprom.dump()
+    at = image.find(bytes([config.PW_MASTER, 40]))
+    assert at >= 0
+    return image[at + 2 : at + 42]
+
+
 def writable_tables() -> list[int]:
     """Every table a port write can change, procedures (ST7) aside: from the declarations."""
     return [number for number, access in T.TABLES if access >> 4 != T.NEVER and number != 7]
@@ -104,11 +118,27 @@ def test_the_seal_plug_refuses_every_write_and_procedure_but_time_set_and_demand
         assert attempt_write(c, 5) == "ok", "the plug out: writes again"
 
 
+def test_a_meter_with_a_blank_master_password_will_not_seal(sim):
+    """Anyone with a probe could unseal it: ST8 result 5 (C12.19: no authorization), nothing sealed."""
+    with Client.open(sim.optical_port) as c, c.session(password=""):
+        assert c.procedure(T.PROC_SEAL, check=False)[0] == 5
+        record = mt0(c)
+        assert not record["SEAL_FLAGS"] & T.SEAL_SEALED and record["SEAL_COUNT"] == 0
+        assert attempt_write(c, 5) == "ok", "not sealed: writes go on"
+    set_master(sim)
+    with Client.open(sim.optical_port) as c, c.session(password=MASTER_PW):
+        assert c.procedure(T.PROC_SEAL)[0] == 0
+        assert mt0(c)["SEAL_FLAGS"] & T.SEAL_SEALED
+
+
 def test_the_software_seal_refuses_configuration_and_register_changes(sim):
     sim.set_load(240.0, 10.0)
     sim.run(600)
     fs = sim.state_dir / "fs"
-    with Client.open(sim.optical_port) as c, c.session(password=""):
+    set_master(sim)
+    factory = config.Config()
+    factory.set(config.PW_MASTER, stored_master(sim))
+    with Client.open(sim.optical_port) as c, c.session(password=MASTER_PW):
         config_before = c.read(T.MFG + 1)
         result, data = c.procedure(T.PROC_SEAL)
         record = mt0(c)
@@ -116,7 +146,7 @@ def test_the_software_seal_refuses_configuration_and_register_changes(sim):
         assert result == 0 and parse(T.SEAL_RESPONSE, data)["SEAL_COUNT"] == 1
         assert record["SEAL_FLAGS"] & T.SEAL_SEALED and record["SEAL_COUNT"] == 1
         assert record["SEAL_FW_HASH"] == fs_hash(fs), "the hash of the firmware files on the board"
-        assert record["SEAL_CONFIG_CRC"] == zlib.crc32(config.Config().encode()), "the factory configuration's CRC"
+        assert record["SEAL_CONFIG_CRC"] == zlib.crc32(factory.encode()), "the factory configuration's CRC"
         days = T.days_from_2000(2000 + clock["YEAR"], clock["MONTH"], clock["DAY"])
         now = days * 86400 + clock["HOUR"] * 3600 + clock["MINUTE"] * 60 + clock["SECOND"]
         assert abs(record["SEAL_TIME"] - now) <= 1
@@ -135,7 +165,7 @@ def test_the_software_seal_refuses_configuration_and_register_changes(sim):
         assert attempt_procedure(c, T.PROC_REMOTE_RESET, DEMAND_RESET) == "ok", "demand reset on a sealed meter"
     sim.power_off()
     sim.power_on()
-    with Client.open(sim.optical_port) as c, c.session(password=""):
+    with Client.open(sim.optical_port) as c, c.session(password=MASTER_PW):
         after = mt0(c)
         st3 = parse(T.ST3, c.read(3))
         assert attempt_write(c, 5) == "dlk"
@@ -162,7 +192,8 @@ def test_a_sealed_meter_finds_changed_firmware_at_boot(sim):
     main.write_text(main.read_text() + "# an unsealed meter may be updated\n")
     sim.power_off()
     sim.power_on()
-    with Client.open(sim.optical_port) as c, c.session(password=""):
+    set_master(sim)
+    with Client.open(sim.optical_port) as c, c.session(password=MASTER_PW):
         assert not parse(T.ST3, c.read(3))["ED_STD_STATUS1"] & TAMPER_DETECT
         c.procedure(T.PROC_SEAL)
     sim.set_load(240.0, 10.0)
@@ -171,7 +202,7 @@ def test_a_sealed_meter_finds_changed_firmware_at_boot(sim):
     sim.power_off()
     sim.power_on()
     sim.run(600)
-    with Client.open(sim.optical_port) as c, c.session(password=""):
+    with Client.open(sim.optical_port) as c, c.session(password=MASTER_PW):
         st3 = parse(T.ST3, c.read(3))
         record = mt0(c)
         codes = [e["EVENT_CODE"] for e in read_events(c)]

@@ -119,20 +119,38 @@ def test_every_table_is_read_and_written_at_its_declared_level(sim, level):
 
 
 def test_the_password_padding_rule(sim):
-    """Trailing 0x00, 0x20 and '0' are padding, whichever a client uses, when set and when checked."""
-    program_passwords(sim, {T.READER: "r", T.PROGRAMMER: "p", T.MASTER: "1234"})
+    """A password is its 20 bytes, NUL-padded (security.py): '0' and space are characters."""
+    program_passwords(sim, {T.READER: "0000", T.PROGRAMMER: "2000", T.MASTER: "1234"})
     with Client.open(sim.optical_port) as c, c.session():
-        for pad in (b"\x00", b" ", b"0"):
-            c.security("1234", pad=pad)
-            assert mt0(c)["SESSION_LEVEL"] == T.MASTER, f"'1234' padded with {pad!r}"
-        c.security(b"1234 \x0000 ")  # a mix of the three
-        c.security("12340")  # documented: trailing '0's are not significant
-        for wrong in ("123", "12345", "1234\x01", " 1234"):
-            assert code_of(c, b"\x51" + pad_password(wrong)) == "isc", wrong
+        c.security("2000")
+        assert mt0(c)["SESSION_LEVEL"] == T.PROGRAMMER
+        c.security("0000")
+        assert mt0(c)["SESSION_LEVEL"] == T.READER
+        c.security(b"1234" + bytes(16))
+        assert mt0(c)["SESSION_LEVEL"] == T.MASTER
+        assert c.exchange(b"\x51" + b"1234")[0] == 0, "a short request: the meter pads with NUL"
+        wrong = ("2", "20", "200", "20000", "", "0", "000", "00000", "123", "12340", "12345", "1234\x01", " 1234")
+        for pw in wrong:
+            assert code_of(c, b"\x51" + pad_password(pw)) == "isc", repr(pw)
             c.security("1234")  # right after each wrong one: no lock-out here
+        for pad in (b" ", b"0"):
+            assert code_of(c, b"\x51" + pad_password("1234", pad)) == "isc", f"'1234' padded with {pad!r}"
+            c.security("1234")
+        assert code_of(c, b"\x51") == "isc", "no bytes at all: the blank password, not reader's '0000'"
     program_passwords(sim, {T.READER: "r", T.PROGRAMMER: "p", T.MASTER: "9" * 20}, master="1234")
     with Client.open(sim.optical_port) as c, c.session(password="9" * 20):
         assert mt0(c)["SESSION_LEVEL"] == T.MASTER, "a full 20-byte password, no padding"
+
+
+def test_a_client_padding_with_spaces_opens_what_it_set(sim):
+    """A client that pads with spaces sets and presents the same 20 bytes: that works."""
+    data = b"".join(pad_password(pw, b" ") for pw in ("r", "p", "1234"))
+    with Client.open(sim.optical_port) as c, c.session(password=""):
+        c.write(T.MFG + 2, data)
+    with Client.open(sim.optical_port) as c, c.session():
+        c.security("1234", pad=b" ")
+        assert mt0(c)["SESSION_LEVEL"] == T.MASTER
+        assert code_of(c, b"\x51" + pad_password("1234")) == "isc", "NUL-padded: other bytes"
 
 
 def _stored(image: bytes, key: int) -> bytes:
@@ -201,6 +219,49 @@ def test_the_lockout_time_is_a_setting(sim):
         sim.run(11)
         with c.session(password=PASSWORDS[T.MASTER]):
             assert mt0(c)["SESSION_LEVEL"] == T.MASTER
+
+
+def test_the_lockout_survives_a_power_cut_and_counts_powered_time(sim):
+    """3 wrong, the supply cut for 10 minutes: still locked, for 60 s of powered time from
+    power-up, the right password too; then open, and a later power cut does not lock again."""
+    program_passwords(sim)
+    with Client.open(sim.optical_port) as c, c.session():
+        for _ in range(3):
+            assert code_of(c, b"\x51" + pad_password("guess")) == "isc"
+    sim.power_off()
+    sim.run(600)  # off: the outage is not powered time
+    sim.power_on()
+    with Client.open(sim.optical_port) as c:
+        with c.session():
+            status = mt0(c)
+            assert code_of(c, b"\x51" + pad_password(PASSWORDS[T.MASTER])) == "isc", "locked after the power cut"
+        assert status["SEAL_FLAGS"] & T.SEAL_LOCKED_OUT
+        assert 50 <= status["LOCKOUT_LEFT_S"] <= 60, "a whole lock-out again, less the boot"
+        sim.run(40)
+        with c.session():
+            assert code_of(c, b"\x51" + pad_password(PASSWORDS[T.MASTER])) == "isc", "40 s powered: still locked"
+        sim.run(21)
+        with c.session(password=PASSWORDS[T.MASTER]):
+            assert mt0(c)["SESSION_LEVEL"] == T.MASTER and mt0(c)["LOCKOUT_LEFT_S"] == 0
+    sim.power_off()
+    sim.power_on()
+    with Client.open(sim.optical_port) as c, c.session(password=PASSWORDS[T.MASTER]):
+        assert mt0(c)["SESSION_LEVEL"] == T.MASTER, "the lock-out ended: a power cut does not bring it back"
+
+
+def test_wrong_passwords_in_a_row_are_counted_across_power_cuts(sim):
+    """Two wrong, a power cut, one wrong: the third in a row locks (a probe that cycles the
+    supply gets no more tries than one that does not)."""
+    program_passwords(sim)
+    with Client.open(sim.optical_port) as c, c.session():
+        for _ in range(2):
+            assert code_of(c, b"\x51" + pad_password("guess")) == "isc"
+    sim.power_off()
+    sim.power_on()
+    with Client.open(sim.optical_port) as c, c.session():
+        assert code_of(c, b"\x51" + pad_password("guess")) == "isc"
+        assert code_of(c, b"\x51" + pad_password(PASSWORDS[T.MASTER])) == "isc", "the third in a row locked"
+        assert mt0(c)["SEAL_FLAGS"] & T.SEAL_LOCKED_OUT
 
 
 def test_a_security_request_shorter_than_20_bytes_is_padded(sim):
