@@ -16,8 +16,9 @@ Rules (firmware/README.md, "Billing-period data"):
 - A demand reset takes a self-read before it clears the maxima (its NBR_DEMAND_RESETS is
   the count before this reset: the period it closes), into ST25 and ST26 alike.
 - The daily self-read is taken at SELF_READ_TIME (minutes after local midnight: the
-  meter's clock, standard time, plus the hour of DST while a DST rule has it) every day; not while the clock is invalid (that day has none). A self-read time
-  that passed without one (an outage across it, a time set forward over it) is made up
+  meter's clock, standard time, plus the hour of DST while a DST rule has it) every day;
+  not while the clock is invalid (that day has none). A self-read time that passed
+  without one (an outage across it, a time set forward over it) is made up
   once at the first look after (boot, the time set), stamped with when it was taken.
 """
 
