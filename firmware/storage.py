@@ -57,7 +57,8 @@ _V2_REGISTERS = const(0x4000)
 
 # save policy (firmware/README.md)
 SAVE_MS = const(60000)  # a changed register is saved at least this often
-MAX_POWER_W = const(176800)  # the most the front end registers: 2 channels x 353.6 V x 250 A
+MAX_POWER_W = const(176800)  # 2 channels x 353.6 V x 250 A: twice what a 1S or 2S meter registers
+# (88.4 kW: Form 2S halves the channels' sum), so the policy's lifetime is met with room
 ENDURANCE = const(1000000)  # page write cycles, 24LC256 and 24LC512
 LIFETIME_H = const(350640)  # 40 years of 8766 h
 _WH_STEP = const(50)

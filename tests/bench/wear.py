@@ -2,10 +2,13 @@
 
 The worst case of the save policy (firmware/README.md) is the most energy the front end
 can register: both current channels at full scale (250 A rms) at the voltage channel's
-full scale (353.6 V rms), 176.8 kW, in both directions (the load reverses every 10
-minutes, so delivered and received both advance and net stays near zero). The firmware
-runs that on the simulated board, configured for 1.5 elements (ELEMENTS = 2) through
-its stored configuration, for `hours` of virtual time (24 by default, about a minute of
+full scale (353.6 V rms), 176.8 kW into the chip, in both directions (the load reverses
+every 10 minutes, so delivered and received both advance and net stays near zero). The
+firmware runs that on the simulated board, configured for Form 2S (ELEMENTS = 2) through
+its stored configuration. A 2S meter registers half the channels' sum (88.4 kW, as a 1S
+meter at full scale does), so this runs the policy, sized for MAX_POWER_W = 176.8 kW, at
+half the rate it is sized for (figures measured before issue 16 ran it at the full
+rate), for `hours` of virtual time (24 by default, about a minute of
 wall time); the EEPROM model counts every page's write cycles. The year's figures are
 the measured ones scaled by 8766 h / `hours`: extrapolated, because the whole year would
 take about six hours of wall time, and linear, because the rotation spreads the records
@@ -71,8 +74,8 @@ def main() -> int:
     per_year = wear[busiest] * scale
     save_wh = image.save_wh(ee.size, page)
     policy_years = ENDURANCE * image.slots(ee.size, page) * save_wh / (image.C["MAX_POWER_W"] * HOURS_PER_YEAR)
-    print(f"{hours:g} h of virtual time at 176.8 kW (2 x {FS_AMPS:.0f} A at {FS_VOLTS:.1f} V), reversing every "
-          f"{REVERSE_S / 60:.0f} min, in {wall:.0f} s of wall time")
+    print(f"{hours:g} h of virtual time at 176.8 kW into the chip (2 x {FS_AMPS:.0f} A at {FS_VOLTS:.1f} V; "
+          f"2S: 88.4 kW), reversing every {REVERSE_S / 60:.0f} min, in {wall:.0f} s of wall time")
     print(f"  registered: {moved / 1000:,.1f} kWh moved (delivered + received); the source: "
           f"{(truth['delivered'] + truth['received']) / 1000:,.1f} kWh")
     print(f"  register records written: {saves:,} (one per {moved / max(saves, 1):.0f} Wh; threshold {save_wh} Wh); "
