@@ -133,6 +133,7 @@ class Billing:
         self._save = False
         self._faults_seen = 0
         self.sr_due = 0  # the next daily self-read (selfread.py); 0: to be worked out
+        self.sr_at = 0  # a daily self-read due at this time, for apply_changes()
 
     def now(self):
         """The meter's time, seconds since 2000 (no RTC access)."""
@@ -192,13 +193,18 @@ class Billing:
         self.load_profile.log.ring.count()
 
     def apply_changes(self):
-        """A configuration written since the last look (optical port, console): apply it now.
-        The meter's loop calls this outside the metering step, which then never imports
-        powerup.py (an import allocates; the steady state allocates nothing)."""
+        """A configuration written since the last look (optical port, console): apply it now;
+        and a daily self-read found due. The meter's loop calls this outside the metering
+        step, which then never imports powerup.py or selfread.py (an import allocates; the
+        steady state allocates nothing)."""
         if getattr(self.meter.config, "changes", 0) != self.cfg_seen:
             now_ms = self._ticks.ticks_ms()
             self._powerup("reconfigure", self.clock.now(now_ms))
             self._due_ms = now_ms  # new intervals: the next poll looks at the boundaries
+        if self.sr_at:  # the daily self-read the metering step found due (selfread.py)
+            t = self.sr_at
+            self.sr_at = 0
+            self._self_read("daily", self, t)
 
     # --- every poll ---------------------------------------------------------------------
     def tick(self, now_ms):
@@ -245,7 +251,7 @@ class Billing:
             if self.meter.config.get(config.SELF_READ_TIME) < 0:
                 self.sr_due = 0x7FFFFFFF  # no daily self-read: selfread.py stays on the shelf
             else:
-                self._self_read("daily", self, t)
+                self.sr_at = t  # taken outside the metering step: apply_changes()
         self.schedule(t, now_ms)
 
     def check_faults(self):
