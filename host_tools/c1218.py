@@ -430,7 +430,7 @@ def parse_st23(st21: dict[str, int], data: bytes) -> dict[str, Any]:
         demands, cum, cont = [], [], []
         for _ in range(st21["NBR_DEMANDS"]):
             when = [b""] * st21["NBR_OCCUR"]
-            if flags & t.DATE_TIME_FLAG:
+            if flags & t.DATE_TIME_FIELD_FLAG:
                 when = [data[off + t.STIME_DATE * i : off + t.STIME_DATE * (i + 1)] for i in range(st21["NBR_OCCUR"])]
                 off += t.STIME_DATE * st21["NBR_OCCUR"]
             cum.append(number(t.NI_FMAT1) if flags & t.CUM_DEMAND_FLAG else None)
