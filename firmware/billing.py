@@ -110,9 +110,7 @@ class Billing:
         e = meter.metrology.energy
         self.demand = demand.Demand(e)
         self.tou = tou.Tou(e)
-        self.tou.max_w = self.demand.tier_max_w
-        self.tou.max_time = self.demand.tier_max_time
-        self.tou.on_switch = self.demand.split  # per-tier demand by the energy each tier saw
+        self.tou.demand = self.demand  # per-tier demand by the energy each tier saw (split)
         self.load_profile = loadprofile.LoadProfile(meter.storage, e)
         loadprofile.dst_at = self.tou.dst_at  # intervals in daylight saving time are flagged
         self.state = storage.Ring(meter.storage, STATE_START, STATE_LENGTH, STATE, _KIND_STATE)

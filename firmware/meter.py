@@ -27,6 +27,7 @@ from what the metering chip counted meanwhile (metrology's warm start: the chip 
 lost power). The causes of every start are counted (MT6).
 """
 
+import gc
 import time
 
 from micropython import const
@@ -144,9 +145,11 @@ class Meter:
         self._load_config()  # first: the chip takes its calibration from it
         self.metrology.begin()  # warm if the chip kept power and its configuration
         self.storage.restore(self.energy)
+        gc.collect()  # restore's records and buffers: garbage before powerup.py comes in
         cause_of = getattr(self.board, "reset_cause", None)
         cause = self.resets.boot(cause_of() if cause_of is not None else "power_on", self.metrology.warm)
         self.billing.boot(cause)  # power down and up, outage rules; before anything logs
+        gc.collect()  # powerup.py, dropped: its code and temporaries, before tables.py loads
         self.services.boot()  # the seal record; a sealed meter checks its firmware files
         # from now on a long save yields to a power-fail warning (not during boot: the chip's
         # SAG flag can be up while its voltage settles, and boot's records must be whole)

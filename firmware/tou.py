@@ -85,9 +85,10 @@ class Tou:
         self.seasons = []  # (month, day) starts, sorted
         self.holidays = []  # (year or EVERY_YEAR, month, day)
         self.schedules = [[] for _ in range(NBR_SEASONS * 4)]  # per season * 4 + day type
-        self.max_w = [0] * NBR_TIERS  # billing.py points these at the demand's per-tier maxima
-        self.max_time = [0] * NBR_TIERS
-        self.on_switch = None  # called with the tier ending, before a change (billing.py: demand.split)
+        # billing.py's Demand: its split() gets the tier ending, before a change; max_w and
+        # max_time are its per-tier maxima. One attribute for the three: the instance's
+        # attribute table stays at 29 slots (a 30th grows it to 47)
+        self.demand = None
         self._ymd = [0, 0, 0]  # timekeeping.date_into's answer
         self._found = [0, 0, 0]  # _find's season, day type, next change
         self.time_zone_min = 0  # ST53 TIME_ZONE_OFFSET (config.TIME_ZONE_MIN): the clock's standard time - UTC
@@ -220,8 +221,8 @@ class Tou:
         self.season, self.day_type, self.due = f[0], f[1], f[2]
         if tier == self.tier:
             return False
-        if self.on_switch is not None:
-            self.on_switch(self.tier)
+        if self.demand is not None:
+            self.demand.split(self.tier)
         self.fold()
         self.tier = self.current_tier = tier
         return True
@@ -234,6 +235,14 @@ class Tou:
             d += e.delivered_wh - self.base_del
             r += e.received_wh - self.base_rec
         return d, r
+
+    @property
+    def max_w(self):
+        return self.demand.tier_max_w if self.demand is not None else [0] * NBR_TIERS
+
+    @property
+    def max_time(self):
+        return self.demand.tier_max_time if self.demand is not None else [0] * NBR_TIERS
 
     @property
     def delivered_wh(self):
