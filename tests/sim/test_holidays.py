@@ -202,6 +202,23 @@ def test_a_malformed_rule_in_the_meter_is_a_configuration_error():
         assert run_vm(script).split() == ["False", "0"], raw
 
 
+def test_the_settings_rule_refuses_a_malformed_rule_before_it_is_stored():
+    """config.validate (what the optical port's MT1 write and meterctl program ask) refuses
+    the bytes power-up would refuse, and takes the documented rules and dates."""
+    bad = (bytes((0xF6, 11, 3)), bytes((0xF4, 11, 7)), bytes((0xF8, 1, 1)), bytes((0xFE, 13, 1)),
+           bytes((26, 4, 32)), bytes((0xFF, 12)))  # fmt: skip
+    good = bytes((0xF4, 11, 3, 0xF5, 5, 0, 0xFF, 12, 25, 0xFE, 7, 4, 27, 4, 2))
+    script = (
+        "import config\n"
+        "cfg = config.Config()\n"
+        f"print([config.validate({config.TOU_HOLIDAYS}, b, cfg) for b in {bad!r}])\n"
+        f"print(config.validate({config.TOU_HOLIDAYS}, {good!r}, cfg))\n"
+    )
+    refused, taken = run_vm(script).splitlines()
+    assert refused == repr([config.TOU_HOLIDAYS] * len(bad))
+    assert taken == "None"
+
+
 def test_no_holiday_setting_with_dst_off_is_unchanged(tmp_path):
     """The defaults: no DST, one season; ST55's tier A at a weekday noon."""
     with SimBoard(tmp_path, seed=2, ideal=True, boot=False, heap_kb=DEFAULT_HEAP_KB,
