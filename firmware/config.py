@@ -307,6 +307,7 @@ def _int_bytes(v):
 class Config:
     def __init__(self):
         self.changes = 0  # counts set() and load(): who caches a setting sees it changed
+        self.by = 0  # the C12.18 USER_ID of the session that set it last (EV_CONFIG_CHANGED)
         self._v = {}
         for key, value in DEFAULTS:
             self._v[key] = value

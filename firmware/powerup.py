@@ -165,7 +165,9 @@ def reconfigure(b, t):
     d, lp = b.demand, b.load_profile
     was = (d.interval_s, d.subs, lp.interval_s)
     configure(b)
-    b.events.record(events.EV_CONFIG_CHANGED, u32(binascii.crc32(b.meter.config.encode())), t=t)
+    cfg = b.meter.config
+    b.events.record(events.EV_CONFIG_CHANGED, u32(binascii.crc32(cfg.encode())), user=cfg.by, t=t)
+    cfg.by = 0  # a change made later at the console is the meter's own (user 0)
     if (d.interval_s, d.subs) != was[:2]:
         d.close(t, b.tou.tier)
         d.restart(t)

@@ -357,6 +357,7 @@ class Services:
             for k, v in old:
                 cfg.set(k, v)
             return L.ERR
+        cfg.by = self.user_id  # the configuration-changed event, logged when it is applied
         for k, _ in settings:
             if k < 0x20:  # calibration: the metering chip takes it at begin(), after the answer
                 self._recalibrate = True

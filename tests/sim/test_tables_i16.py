@@ -182,6 +182,7 @@ def test_st64_exports_clock_invalid_for_a_meter_without_a_known_time(tmp_path):
 
 # ---- ST76: the header and the user ids --------------------------------------------------
 EV_TIME_OLD, EV_TIME_NEW, EV_PROCEDURE, EV_DEMAND_RESET = 3, 4, 9, 20  # C12.19 standard events
+EV_CONFIG_CHANGED = 36  # C12.19 "meter reprogrammed"
 EV_BAD_PASSWORD, EV_SEALED, EV_UNSEALED = 0x800, 0x802, 0x803  # the manufacturer's (events.py)
 ORDER_FLAG, OVERFLOW_FLAG, LIST_TYPE_FLAG, INHIBIT_OVERFLOW_FLAG = 1, 2, 4, 8  # ST76 EVENT_FLAGS
 
@@ -197,6 +198,7 @@ def test_st76_logs_the_sessions_user_id_and_says_what_kind_of_list_it_is(sim):
         c.procedure(T.PROC_REMOTE_RESET, b"\x01")
         c.procedure(T.PROC_SEAL)
         c.procedure(T.PROC_UNSEAL)
+        c.write(T.MFG + 1, bytes((0x21, 0x81, 12)))  # MT1: SCROLL_S 12 s, applied after the session
     with Client.open(sim.optical_port) as c, c.session(user_id=7):
         with pytest.raises(ServiceError):
             c.security("wrong")
@@ -208,7 +210,7 @@ def test_st76_logs_the_sessions_user_id_and_says_what_kind_of_list_it_is(sim):
     by_code: dict[int, list[int]] = {}
     for e in events:
         by_code.setdefault(e["EVENT_CODE"], []).append(e["USER_ID"])
-    for code in (EV_TIME_OLD, EV_TIME_NEW, EV_DEMAND_RESET, EV_SEALED, EV_UNSEALED):
+    for code in (EV_TIME_OLD, EV_TIME_NEW, EV_DEMAND_RESET, EV_SEALED, EV_UNSEALED, EV_CONFIG_CHANGED):
         assert by_code[code][-1] == 42, f"event {code:#x}: the logged-on user"
     assert set(by_code[EV_PROCEDURE][-4:]) == {42}
     assert by_code[EV_BAD_PASSWORD][-1] == 7, "the user who tried a wrong password"
