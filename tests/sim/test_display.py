@@ -109,6 +109,8 @@ class _Demand:
     max_kw_x1000 = 7250
 class _Tou:
     tier = 2
+    def dst_at(self, t):  # no DST rule: the LCD's date and time are standard time
+        return 0
 m.demand = _Demand()
 m.tou = _Tou()
 """
@@ -334,6 +336,8 @@ class Demand:
 
 class Tou:
     tier = 3
+    def dst_at(self, t):  # no DST rule
+        return 0
 
 class Meter:
     def __init__(self):
