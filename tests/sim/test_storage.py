@@ -108,14 +108,14 @@ def test_a_blank_eeprom_is_initialised_and_unprogrammed_until_configured(ideal):
     assert image.dual(img, image.C["CONFIG_START"], image.C["CONFIG_COPY"], image.KIND_CONFIG) is None
     bits = status_bits(ideal)
     assert bits & UNPROGRAMMED and not bits & NVM_FAILURE
-    out = fw(ideal, "m.config.set(0x21, 7); print(m.storage.save_config(m.config.encode()), m.status.bits)")
+    out = fw(ideal, "m.config.set(0x21, 12); print(m.storage.save_config(m.config.encode()), m.status.bits)")
     ok, bits = out.split()[-2:]
     assert ok == "True" and not int(bits) & UNPROGRAMMED
     restart(ideal)
     value, bits = fw(ideal, "print(m.config.get(0x21), m.status.bits)").split()[-2:]
-    assert value == "7" and not int(bits) & (UNPROGRAMMED | NVM_FAILURE)
+    assert value == "12" and not int(bits) & (UNPROGRAMMED | NVM_FAILURE)
     blob = image.dual(ideal.hw.eeprom.dump(), image.C["CONFIG_START"], image.C["CONFIG_COPY"], image.KIND_CONFIG)
-    assert blob is not None and bytes([0x21, 0x81, 7]) in blob
+    assert blob is not None and bytes([0x21, 0x81, 12]) in blob
     assert len(blob) + image.OVERHEAD > 64, "the configuration spans pages: written split"
 
 
@@ -174,16 +174,16 @@ def test_a_first_boot_cut_short_anywhere_is_a_first_boot_again(ideal):
 
 
 def test_a_damaged_configuration_copy_is_read_from_the_other_and_repaired(ideal):
-    image.load_config(ideal.hw.eeprom, {0x21: 9})
+    image.load_config(ideal.hw.eeprom, {0x21: 15})
     copy_a, copy_b = image.C["CONFIG_START"], image.C["CONFIG_START"] + image.C["CONFIG_COPY"]
     ideal.hw.eeprom.flip_bit(copy_a + 9, 3)
     ideal.set_load(240.0, 0.0)
     ideal.power_on()
     value, bits = fw(ideal, "print(m.config.get(0x21), m.status.bits)").split()[-2:]
-    assert value == "9" and not int(bits) & (UNPROGRAMMED | NVM_FAILURE)
+    assert value == "15" and not int(bits) & (UNPROGRAMMED | NVM_FAILURE)
     img = ideal.hw.eeprom.dump()
     a, b = image.parse(img, copy_a, image.KIND_CONFIG), image.parse(img, copy_b, image.KIND_CONFIG)
-    assert a is not None and a == b and a[2] == image.config_blob({0x21: 9}), "copy A rewritten from copy B"
+    assert a is not None and a == b and a[2] == image.config_blob({0x21: 15}), "copy A rewritten from copy B"
     ideal.hw.eeprom.flip_bit(copy_a + 9, 3)
     ideal.hw.eeprom.flip_bit(copy_b + 10, 0)
     restart(ideal)
